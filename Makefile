@@ -1,0 +1,90 @@
+# pgformer: transformer models served inside PostgreSQL.
+#
+#   make            build pgformer.so (PGXS) and the generated SQL script
+#   make install    install the extension into PostgreSQL 15
+#   make unit       build and run the C unit tests (no server needed)
+#   make test       everything: dependencies, build, unit tests, pgTAP suites
+#                   on a throwaway cluster (test/run.sh)
+#   make demo       dependencies, build, a throwaway cluster and the demo
+#   make fuzz       run the .pgf reader fuzzer (clang, libFuzzer)
+#   make cuda       the optional CUDA build (WITH_CUDA=1)
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PYTHON ?= /usr/bin/python3
+
+MODULE_big = pgformer
+EXTENSION = pgformer
+EXTVERSION = 0.1
+DATA_built = sql/pgformer--$(EXTVERSION).sql
+
+# The SQL script is assembled from one part per concern (sql/parts/*.sql,
+# taken in name order) so that each model's SQL lives beside its peers.
+SQL_PARTS = $(sort $(wildcard sql/parts/*.sql))
+
+PROTO_GEN = proto/model.pb-c.c proto/model.pb-c.h
+KERNEL_SRCS = $(sort $(wildcard kernels/*.c))
+MODEL_SRCS = $(sort $(wildcard models/*.c))
+CORE_SRCS = $(KERNEL_SRCS) $(MODEL_SRCS) proto/pgf.c proto/model.pb-c.c
+EXT_SRCS = $(sort $(wildcard extension/*.c))
+CORE_OBJS = $(CORE_SRCS:.c=.o)
+EXT_OBJS = $(EXT_SRCS:.c=.o)
+OBJS = $(EXT_OBJS) $(CORE_OBJS)
+
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas)
+BLAS_LIBS := $(shell pkg-config --libs openblas)
+CORE_LIBS = $(BLAS_LIBS) -lprotobuf-c -lz -lm
+
+PG_CPPFLAGS = -I. $(BLAS_CFLAGS)
+PG_CFLAGS = -std=gnu11 -Wextra -Werror -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK = $(CORE_LIBS)
+EXTRA_CLEAN = $(PROTO_GEN) $(DATA_built) test/unit/bin build
+
+# No LLVM bitcode: nothing here is worth inlining into JIT-compiled queries,
+# and it keeps clang out of the build.
+override with_llvm = no
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# Kernels and models are plain C11 (declarations anywhere) built for speed.
+ARCH_FLAGS ?= -march=native
+$(CORE_OBJS): override CFLAGS += -O3 $(ARCH_FLAGS) -Wno-declaration-after-statement
+proto/model.pb-c.o: override CFLAGS += -Wno-extra
+
+proto/%.pb-c.c proto/%.pb-c.h: proto/%.proto
+	protoc-c --c_out=. $<
+
+# Every object may include the generated header (through proto/pgf.h).
+$(OBJS): proto/model.pb-c.h
+
+$(DATA_built): $(SQL_PARTS)
+	cat $(SQL_PARTS) > $@
+
+# ---- C unit tests ---------------------------------------------------------
+
+UNIT_SRCS = $(sort $(wildcard test/unit/test_*.c))
+UNIT_BINS = $(patsubst test/unit/%.c,test/unit/bin/%,$(UNIT_SRCS))
+UNIT_CFLAGS = -std=gnu11 -O2 $(ARCH_FLAGS) -g -Wall -Wextra -Werror -I. $(BLAS_CFLAGS)
+
+test/unit/bin/%: test/unit/%.c test/unit/tap.h $(CORE_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_OBJS) $(CORE_LIBS)
+
+unit-build: $(UNIT_BINS)
+
+unit: unit-build
+	test/run_unit.sh $(UNIT_BINS)
+
+# ---- whole-project entry points -------------------------------------------
+
+test:
+	test/run.sh
+
+demo:
+	demo/run.sh
+
+fuzz:
+	test/fuzz/run.sh
+
+.PHONY: unit unit-build test demo fuzz

@@ -1,0 +1,93 @@
+/*
+ * tap.h: a minimal Test Anything Protocol emitter for the C unit tests.
+ *
+ *   tap_plan(n);  tap_ok(cond, "what");  tap_close(a, b, n, tol, "what");
+ *   return tap_done();
+ * Every binary prints its plan first; the runner counts ok / not ok lines.
+ */
+#ifndef PGF_TAP_H
+#define PGF_TAP_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int	tap_run = 0;
+static int	tap_failed = 0;
+static int	tap_planned = -1;
+
+static inline void
+tap_plan(int n)
+{
+	tap_planned = n;
+	printf("1..%d\n", n);
+	fflush(stdout);
+}
+
+static inline int
+tap_ok(int cond, const char *fmt,...)
+{
+	va_list		args;
+
+	tap_run++;
+	if (!cond)
+		tap_failed++;
+	printf("%sok %d - ", cond ? "" : "not ", tap_run);
+	va_start(args, fmt);
+	vprintf(fmt, args);
+	va_end(args);
+	printf("\n");
+	fflush(stdout);
+	return cond;
+}
+
+static inline void
+tap_diag(const char *fmt,...)
+{
+	va_list		args;
+
+	printf("# ");
+	va_start(args, fmt);
+	vprintf(fmt, args);
+	va_end(args);
+	printf("\n");
+}
+
+/* Largest |a - b| over n floats. */
+static inline double
+tap_max_abs_diff(const float *a, const float *b, size_t n)
+{
+	double		worst = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		double		d = fabs((double) a[i] - (double) b[i]);
+
+		if (isnan(a[i]) != isnan(b[i]))
+			return INFINITY;
+		if (d > worst)
+			worst = d;
+	}
+	return worst;
+}
+
+/* ok if max |a - b| <= tol; reports the difference either way. */
+static inline int
+tap_close(const float *a, const float *b, size_t n, double tol, const char *what)
+{
+	double		diff = tap_max_abs_diff(a, b, n);
+
+	return tap_ok(diff <= tol, "%s (max abs diff %.3g, tolerance %.3g)", what, diff, tol);
+}
+
+/* Exit status: 0 when every planned test ran and passed. */
+static inline int
+tap_done(void)
+{
+	if (tap_planned >= 0 && tap_run != tap_planned)
+		printf("# planned %d tests but ran %d\n", tap_planned, tap_run);
+	return (tap_failed == 0 && (tap_planned < 0 || tap_run == tap_planned)) ? 0 : 1;
+}
+
+#endif							/* PGF_TAP_H */
