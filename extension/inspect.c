@@ -1,0 +1,256 @@
+/*
+ * inspect.c: looking at models and the cache from SQL: pgformer_inspect
+ * (tensors of a model), pgformer_cache_status (behind the pgformer_cache
+ * view), pgformer_verify (checksum of the mapped copy) and
+ * pgformer_backend_memory (what this backend's mappings cost it, from
+ * /proc/self/smaps).
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "extension/pgformer.h"
+#include "extension/registry.h"
+#include "extension/store.h"
+
+#define VERIFY_STEP (64 * 1024 * 1024)
+
+static char *
+required_name(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model name must not be null")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(0));
+}
+
+static int32
+optional_version(FunctionCallInfo fcinfo, int argno)
+{
+	int32		version;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return 0;
+	version = PG_GETARG_INT32(argno);
+	if (version <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model versions start at 1, %d was given", version)));
+	return version;
+}
+
+PG_FUNCTION_INFO_V1(pgformer_inspect);
+Datum
+pgformer_inspect(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name = required_name(fcinfo);
+	PgfMapped  *m;
+
+	InitMaterializedSRF(fcinfo, 0);
+	m = pgformer_acquire_version(name, optional_version(fcinfo, 1));
+	for (int i = 0; i < m->file.n_tensors; i++)
+	{
+		const PgfTensor *t = &m->file.tensors[i];
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+		Datum	   *dims = palloc(sizeof(Datum) * Max(t->ndim, 1));
+
+		for (int d = 0; d < t->ndim; d++)
+			dims[d] = Int64GetDatum(t->shape[d]);
+		values[0] = CStringGetTextDatum(t->name);
+		values[1] = PointerGetDatum(construct_array_builtin(dims, t->ndim, INT8OID));
+		values[2] = CStringGetTextDatum(pgf_dtype_name(t->dtype));
+		values[3] = Int64GetDatum((int64) t->nbytes +
+								  (t->scales ? t->numel / t->quant_block * (int64) sizeof(float) : 0));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	pgformer_release(m, -1);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(pgformer_verify);
+Datum
+pgformer_verify(PG_FUNCTION_ARGS)
+{
+	char	   *name = required_name(fcinfo);
+	PgfMapped  *m = pgformer_acquire_version(name, optional_version(fcinfo, 1));
+	uint32		crc = 0;
+	bool		ok;
+
+	for (size_t offset = 0; offset < m->file.data_size; offset += VERIFY_STEP)
+	{
+		size_t		n = Min((size_t) VERIFY_STEP, m->file.data_size - offset);
+
+		crc = pgf_crc32(crc, m->file.data + offset, n);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ok = (crc == m->file.header->data_crc32);
+	if (!ok)
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the mapped copy of model \"%s\" version %d has checksum %08x, expected %08x",
+						m->name, m->version, crc, m->file.header->data_crc32)));
+	pgformer_release(m, -1);
+	PG_RETURN_BOOL(ok);
+}
+
+PG_FUNCTION_INFO_V1(pgformer_cache_status);
+Datum
+pgformer_cache_status(PG_FUNCTION_ARGS)
+{
+	static bool noticed = false;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	List	   *entries;
+	List	   *rows;
+	List	   *mine;
+	ListCell   *lc;
+	bool		shared = pgformer_registry_available();
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (!shared && !noticed)
+	{
+		ereport(NOTICE,
+				(errmsg("pgformer is not in shared_preload_libraries: pins and calls cover this backend only"),
+				 errhint("Add pgformer to shared_preload_libraries and restart for cross-backend statistics.")));
+		noticed = true;
+	}
+	entries = pgformer_catalog_entries(NULL);
+	rows = pgformer_registry_rows();
+	mine = pgformer_backend_mappings();
+	foreach(lc, entries)
+	{
+		PgfCatalogEntry *e = lfirst(lc);
+		char		path[MAXPGPATH];
+		struct stat st;
+		bool		on_disk;
+		PgfRegistryRow *row = NULL;
+		PgfMapped  *mapped = NULL;
+		ListCell   *lc2;
+		Datum		values[8];
+		bool		nulls[8] = {false};
+
+		pgformer_cache_path(path, e->id, e->crc);
+		on_disk = stat(path, &st) == 0;
+		foreach(lc2, rows)
+		{
+			PgfRegistryRow *r = lfirst(lc2);
+
+			if (r->dboid == MyDatabaseId && r->model_id == e->id)
+				row = r;
+		}
+		foreach(lc2, mine)
+		{
+			PgfMapped  *m = lfirst(lc2);
+
+			if (m->model_id == e->id)
+				mapped = m;
+		}
+		if (!on_disk && row == NULL && mapped == NULL)
+			continue;
+		values[0] = CStringGetTextDatum(e->name);
+		values[1] = Int32GetDatum(e->version);
+		values[2] = Int64GetDatum(e->bytes);
+		if (shared)
+		{
+			values[3] = Int32GetDatum(row ? row->pins : 0);
+			values[4] = Int64GetDatum(row ? row->calls : 0);
+			if (row && row->calls > 0)
+				values[5] = Float8GetDatum((double) row->total_us / row->calls / 1000.0);
+			else
+				nulls[5] = true;
+			values[6] = TimestampTzGetDatum(row ? row->last_used : 0);
+			nulls[6] = (row == NULL || row->last_used == 0);
+		}
+		else
+		{
+			values[3] = Int32GetDatum(mapped ? 1 : 0);
+			values[4] = Int64GetDatum(mapped ? mapped->calls : 0);
+			nulls[5] = true;
+			values[6] = TimestampTzGetDatum(mapped ? mapped->last_used : 0);
+			nulls[6] = (mapped == NULL || mapped->last_used == 0);
+		}
+		values[7] = CStringGetTextDatum(path);
+		nulls[7] = !on_disk;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* Rss and Pss (bytes) of the mapping that starts at base, from smaps. */
+static bool
+mapping_memory(const void *base, int64 *rss, int64 *pss)
+{
+	FILE	   *f = AllocateFile("/proc/self/smaps", "r");
+	char		line[512];
+	bool		inside = false;
+	bool		found = false;
+	char		start[32];
+
+	if (f == NULL)
+		return false;
+	snprintf(start, sizeof(start), "%lx-", (unsigned long) (uintptr_t) base);
+	*rss = *pss = 0;
+	while (fgets(line, sizeof(line), f))
+	{
+		long long	kb;
+
+		if (strchr(line, '-') && strchr(line, ' ') && line[0] != ' ' &&
+			strncmp(line, start, strlen(start)) == 0)
+		{
+			inside = true;
+			found = true;
+			continue;
+		}
+		if (inside)
+		{
+			if (sscanf(line, "Rss: %lld kB", &kb) == 1)
+				*rss = kb * 1024;
+			else if (sscanf(line, "Pss: %lld kB", &kb) == 1)
+				*pss = kb * 1024;
+			else if (strncmp(line, "VmFlags:", 8) == 0)
+				break;
+		}
+	}
+	FreeFile(f);
+	return found;
+}
+
+PG_FUNCTION_INFO_V1(pgformer_backend_memory);
+Datum
+pgformer_backend_memory(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	foreach(lc, pgformer_backend_mappings())
+	{
+		PgfMapped  *m = lfirst(lc);
+		Datum		values[6];
+		bool		nulls[6] = {false};
+		int64		rss = 0,
+					pss = 0;
+
+		if (!mapping_memory(m->base, &rss, &pss))
+			nulls[3] = nulls[4] = true;
+		values[0] = CStringGetTextDatum(m->name);
+		values[1] = Int32GetDatum(m->version);
+		values[2] = Int64GetDatum((int64) m->size);
+		values[3] = Int64GetDatum(rss);
+		values[4] = Int64GetDatum(pss);
+		values[5] = Int32GetDatum(MyProcPid);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,159 @@
+/*
+ * pgformer.c: module entry point: GUCs, hooks that connect the kernels to
+ * the backend (interrupts, internal errors, BLAS threads), and the reusable
+ * per-backend arenas.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "extension/pgformer.h"
+#include "extension/registry.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+int			pgformer_threads = 1;
+int			pgformer_cache_size_mb = 4096;
+int			pgformer_max_models = 64;
+char	   *pgformer_default_model = NULL;
+
+/* Kernels call this between chunks of long work. */
+static void
+interrupt_hook(void)
+{
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+fatal_hook(const char *message)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("pgformer internal error: %s", message)));
+	pg_unreachable();
+}
+
+void
+pgformer_prepare_kernels(void)
+{
+	pgf_set_threads(pgformer_threads);
+}
+
+int64
+pgformer_elapsed_us(TimestampTz start)
+{
+	return (int64) (GetCurrentTimestamp() - start);
+}
+
+/* ---- arenas ----------------------------------------------------------------- */
+
+#define PGF_MAX_NESTED_ARENAS 4
+
+typedef struct BackendArena
+{
+	PgfArena	arena;
+	char	   *raw;			/* what MemoryContextAlloc returned */
+	size_t		capacity;
+	bool		in_use;
+} BackendArena;
+
+static BackendArena arenas[PGF_MAX_NESTED_ARENAS];
+
+PgfArena *
+pgformer_arena_acquire(size_t bytes)
+{
+	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
+	{
+		BackendArena *a = &arenas[i];
+
+		if (a->in_use)
+			continue;
+		if (a->capacity < bytes)
+		{
+			size_t		capacity = Max(bytes, a->capacity * 2);
+
+			if (a->raw)
+				pfree(a->raw);
+			a->raw = NULL;
+			a->capacity = 0;
+			if (capacity + PGF_ARENA_ALIGN > MaxAllocHugeSize)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("a model call needs %zu bytes of working memory, more than one allocation can hold",
+								bytes)));
+			a->raw = MemoryContextAllocHuge(TopMemoryContext,
+											capacity + PGF_ARENA_ALIGN);
+			a->capacity = capacity;
+		}
+		pgf_arena_init(&a->arena,
+					   (void *) TYPEALIGN(PGF_ARENA_ALIGN, a->raw), a->capacity);
+		a->in_use = true;
+		return &a->arena;
+	}
+	elog(ERROR, "pgformer: model calls nested more than %d deep", PGF_MAX_NESTED_ARENAS);
+	return NULL;
+}
+
+void
+pgformer_arena_release(PgfArena *arena)
+{
+	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
+		if (&arenas[i].arena == arena)
+			arenas[i].in_use = false;
+}
+
+/* At transaction end every arena is free again (an error may skip release). */
+void
+pgformer_arenas_reset(void)
+{
+	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
+		arenas[i].in_use = false;
+}
+
+/* ---- module load -------------------------------------------------------------- */
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("pgformer.threads",
+							"BLAS threads a backend uses for model calls.",
+							"Each backend sets its own; with many concurrent backends keep it at 1.",
+							&pgformer_threads,
+							1, 1, 64,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgformer.cache_size",
+							"Disk space the materialised model cache may use.",
+							"Least recently used versions that no backend has mapped are removed first.",
+							&pgformer_cache_size_mb,
+							4096, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MB,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("pgformer.max_models",
+							"Model versions the shared registry tracks at once.",
+							"Needs shared_preload_libraries = 'pgformer'.",
+							&pgformer_max_models,
+							64, 4, 65536,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("pgformer.default_model",
+							   "Model used when a call names none.",
+							   NULL,
+							   &pgformer_default_model,
+							   NULL,
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	MarkGUCPrefixReserved("pgformer");
+
+	pgf_interrupt_hook = interrupt_hook;
+	pgf_fatal_hook = fatal_hook;
+
+	pgformer_registry_init();
+	pgformer_cache_init();
+}

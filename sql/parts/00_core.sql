@@ -1,0 +1,104 @@
+-- pgformer core: the model store, the cache views and inspection.
+\echo Use "CREATE EXTENSION pgformer" to load this file. \quit
+
+-- One row per loaded model version.  The bytes live in
+-- pgformer_model_chunk, split so that no value nears the 1 GB limit.
+CREATE TABLE pgformer_model (
+    id           bigserial PRIMARY KEY,
+    name         text NOT NULL,
+    version      int NOT NULL CHECK (version > 0),
+    architecture text NOT NULL,
+    params       bigint NOT NULL,
+    bytes        bigint NOT NULL,
+    crc32        bigint NOT NULL,
+    chunk_bytes  int NOT NULL,
+    source       text NOT NULL,
+    loaded_at    timestamptz NOT NULL DEFAULT now(),
+    loaded_by    name NOT NULL DEFAULT session_user,
+    UNIQUE (name, version)
+);
+
+CREATE TABLE pgformer_model_chunk (
+    model_id bigint NOT NULL REFERENCES pgformer_model (id) ON DELETE CASCADE,
+    chunk    int NOT NULL,
+    data     bytea NOT NULL,
+    PRIMARY KEY (model_id, chunk)
+);
+-- weights do not compress: store them out of line without trying
+ALTER TABLE pgformer_model_chunk ALTER COLUMN data SET STORAGE EXTERNAL;
+
+-- pg_dump carries the models
+SELECT pg_catalog.pg_extension_config_dump('pgformer_model', '');
+SELECT pg_catalog.pg_extension_config_dump('pgformer_model_chunk', '');
+SELECT pg_catalog.pg_extension_config_dump('pgformer_model_id_seq', '');
+
+REVOKE ALL ON pgformer_model, pgformer_model_chunk FROM PUBLIC;
+
+CREATE FUNCTION pgformer_load(name text, path text) RETURNS int
+    AS 'MODULE_PATHNAME', 'pgformer_load_path'
+    LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION pgformer_load(text, text) IS
+    'stores the model file at a server path as a new version of name; returns the version';
+
+CREATE FUNCTION pgformer_load(name text, data bytea) RETURNS int
+    AS 'MODULE_PATHNAME', 'pgformer_load_bytea'
+    LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION pgformer_load(text, bytea) IS
+    'stores a model file passed as bytes as a new version of name; returns the version';
+
+CREATE FUNCTION pgformer_drop(name text, version int DEFAULT NULL) RETURNS int
+    AS 'MODULE_PATHNAME', 'pgformer_drop'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION pgformer_drop(text, int) IS
+    'removes one version of a model, or all of them when version is null; returns how many';
+
+REVOKE EXECUTE ON FUNCTION pgformer_load(text, text), pgformer_load(text, bytea),
+    pgformer_drop(text, int) FROM PUBLIC;
+
+CREATE VIEW pgformer_models AS
+    SELECT name, version, architecture AS arch, params, bytes, loaded_at,
+           version = max(version) OVER (PARTITION BY name) AS current
+    FROM pgformer_model;
+GRANT SELECT ON pgformer_models TO PUBLIC;
+
+CREATE FUNCTION pgformer_cache_status(
+    OUT name text, OUT version int, OUT bytes bigint, OUT pins int,
+    OUT calls bigint, OUT mean_ms float8, OUT last_used timestamptz,
+    OUT file text)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'pgformer_cache_status'
+    LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+-- pins: backends that have the version mapped now; file: the cache file
+-- under $PGDATA (null when not materialised).
+CREATE VIEW pgformer_cache AS SELECT * FROM pgformer_cache_status();
+GRANT SELECT ON pgformer_cache TO PUBLIC;
+
+CREATE FUNCTION pgformer_inspect(name text, version int DEFAULT NULL,
+    OUT tensor text, OUT shape bigint[], OUT dtype text, OUT bytes bigint)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'pgformer_inspect'
+    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION pgformer_inspect(text, int) IS
+    'one row per tensor of a model version (default: the newest); maps the model';
+
+CREATE FUNCTION pgformer_verify(name text, version int DEFAULT NULL) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'pgformer_verify'
+    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION pgformer_verify(text, int) IS
+    'recomputes the checksum of the mapped copy of a model version';
+
+CREATE FUNCTION pgformer_backend_memory(
+    OUT name text, OUT version int, OUT mapped_bytes bigint,
+    OUT rss_bytes bigint, OUT pss_bytes bigint, OUT pid int)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'pgformer_backend_memory'
+    LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION pgformer_backend_memory() IS
+    'resident and proportional set size of each model this backend has mapped';
+
+CREATE FUNCTION pgformer_encode(model text, tokens int[]) RETURNS real[]
+    AS 'MODULE_PATHNAME', 'pgformer_encode'
+    LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION pgformer_encode(text, int[]) IS
+    'runs a block_stack model over tokens; returns the last hidden state';
