@@ -36,7 +36,7 @@ CORE_LIBS = $(BLAS_LIBS) -lprotobuf-c -lz -lm
 
 PG_CPPFLAGS = -I. $(BLAS_CFLAGS)
 PG_CFLAGS = -std=gnu11 -Wextra -Werror -Wno-unused-parameter \
-	-Wno-missing-field-initializers -Wno-sign-compare
+	-Wno-missing-field-initializers -Wno-sign-compare -Wno-clobbered
 SHLIB_LINK = $(CORE_LIBS)
 EXTRA_CLEAN = $(PROTO_GEN) $(DATA_built) test/unit/bin build
 
