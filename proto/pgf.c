@@ -298,7 +298,8 @@ typedef struct ByteRange
 	uint64_t	start;
 	uint64_t	end;
 	const char *owner;
-	uint64_t	elements;		/* parameters this range holds (0 for scales) */
+	uint64_t	elements;		/* weights this range holds (0 for scales,
+								 * integer tables) */
 } ByteRange;
 
 static int
@@ -333,7 +334,11 @@ check_overlaps(PgfModel *m, char *err, size_t errlen)
 		const PgfTensor *t = &m->tensors[i];
 		uint64_t	start = (uint64_t) ((const uint8_t *) t->data - m->data);
 
-		ranges[n++] = (ByteRange) {start, start + t->nbytes, t->name, (uint64_t) t->numel};
+		bool		is_weight = t->dtype == PGF_DTYPE_F32 || t->dtype == PGF_DTYPE_F16 ||
+			t->dtype == PGF_DTYPE_BF16 || t->dtype == PGF_DTYPE_Q8;
+
+		ranges[n++] = (ByteRange) {start, start + t->nbytes, t->name,
+		is_weight ? (uint64_t) t->numel : 0};
 		if (t->scales)
 		{
 			start = (uint64_t) ((const uint8_t *) t->scales - m->data);

@@ -78,7 +78,7 @@ typedef struct PgfModel
 	PgfTensor  *tensors;		/* sorted by name */
 	const int64_t *item_ids;	/* sorted external item ids, or NULL */
 	size_t		n_items;
-	uint64_t	n_params;		/* elements of every distinct tensor */
+	uint64_t	n_params;		/* elements of every distinct float tensor */
 } PgfModel;
 
 /* Also read the whole data section: CRC-32 and data-dependent checks. */
