@@ -32,7 +32,7 @@ OBJS = $(EXT_OBJS) $(CORE_OBJS)
 
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas)
 BLAS_LIBS := $(shell pkg-config --libs openblas)
-CORE_LIBS = $(BLAS_LIBS) -lprotobuf-c -lz -lm
+CORE_LIBS = $(BLAS_LIBS) -lprotobuf-c -lpng -ljpeg -lz -lm
 
 PG_CPPFLAGS = -I. $(BLAS_CFLAGS)
 PG_CFLAGS = -std=gnu11 -Wextra -Werror -Wno-unused-parameter \
@@ -88,3 +88,15 @@ fuzz:
 	test/fuzz/run.sh
 
 .PHONY: unit unit-build test demo fuzz
+
+# ---- fixtures the tests share -----------------------------------------------
+
+FIXTURES = build/fixtures
+$(FIXTURES)/.stamp: tools/make_test_fixtures.py tools/block_stack.py tools/pgf.py proto/model.proto
+	@mkdir -p $(FIXTURES)
+	$(PYTHON) tools/make_test_fixtures.py $(FIXTURES)
+	@touch $@
+
+fixtures: $(FIXTURES)/.stamp
+unit: fixtures
+.PHONY: fixtures
