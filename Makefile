@@ -73,7 +73,14 @@ test/unit/bin/%: test/unit/%.c test/unit/tap.h $(CORE_OBJS)
 
 unit-build: $(UNIT_BINS)
 
-unit: unit-build
+# PyTorch references for the kernel tests (generated, git-ignored).
+KERNEL_GOLDEN = test/unit/golden/kernels.pgf
+$(KERNEL_GOLDEN): tools/golden_kernels.py tools/pgf.py proto/model.proto
+	@mkdir -p $(dir $@)
+	$(PYTHON) tools/golden_kernels.py $@
+$(filter test/unit/bin/test_kernels_%,$(UNIT_BINS)): test/unit/kernels_golden.h kernels/vec.h
+
+unit: unit-build $(KERNEL_GOLDEN)
 	test/run_unit.sh $(UNIT_BINS)
 
 # ---- whole-project entry points -------------------------------------------

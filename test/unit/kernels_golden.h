@@ -1,0 +1,216 @@
+/*
+ * kernels_golden.h: shared helpers of the kernel unit tests: the PyTorch
+ * reference file (test/unit/golden/kernels.pgf, written by
+ * tools/golden_kernels.py), relative comparisons and test arenas.
+ */
+#ifndef PGF_KERNELS_GOLDEN_H
+#define PGF_KERNELS_GOLDEN_H
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "proto/pgf.h"
+#include "test/unit/tap.h"
+
+#define GOLDEN_PATH "test/unit/golden/kernels.pgf"
+
+static PgfModel golden_model;
+static void *golden_bytes;
+
+static inline void
+golden_bail(const char *fmt,...)
+{
+	va_list		args;
+
+	printf("Bail out! ");
+	va_start(args, fmt);
+	vprintf(fmt, args);
+	va_end(args);
+	printf("\n");
+	exit(1);
+}
+
+/* Opens the reference file (fully verified) or bails out. */
+static inline void
+golden_open(void)
+{
+	FILE	   *f = fopen(GOLDEN_PATH, "rb");
+	long		size;
+	char		err[256];
+
+	if (!f)
+		golden_bail("%s is missing: run `make unit` (it runs tools/golden_kernels.py)",
+					GOLDEN_PATH);
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	golden_bytes = aligned_alloc(64, ((size_t) size + 63) / 64 * 64);
+	if (!golden_bytes || fread(golden_bytes, 1, size, f) != (size_t) size)
+		golden_bail("cannot read %s", GOLDEN_PATH);
+	fclose(f);
+	if (pgf_open(&golden_model, golden_bytes, size, PGF_VERIFY_DATA, NULL, err,
+				 sizeof(err)) != PGF_OK)
+		golden_bail("%s: %s", GOLDEN_PATH, err);
+}
+
+static inline const PgfTensor *
+golden_tensor(const char *fmt,...)
+{
+	char		name[256];
+	va_list		args;
+	const PgfTensor *t;
+
+	va_start(args, fmt);
+	vsnprintf(name, sizeof(name), fmt, args);
+	va_end(args);
+	t = pgf_find(&golden_model, name);
+	if (!t)
+		golden_bail("tensor %s is not in %s: regenerate it", name, GOLDEN_PATH);
+	return t;
+}
+
+/* f32 tensor that must hold numel values (numel < 0: any). */
+static inline const float *
+golden_f32(long numel, const char *fmt,...)
+{
+	char		name[256];
+	va_list		args;
+	const PgfTensor *t;
+
+	va_start(args, fmt);
+	vsnprintf(name, sizeof(name), fmt, args);
+	va_end(args);
+	t = golden_tensor("%s", name);
+	if (t->dtype != PGF_DTYPE_F32 || (numel >= 0 && t->numel != numel))
+		golden_bail("tensor %s: dtype %d with %lld values, expected f32 with %ld",
+					name, (int) t->dtype, (long long) t->numel, numel);
+	return (const float *) t->data;
+}
+
+static inline const int32_t *
+golden_i32(long numel, const char *fmt,...)
+{
+	char		name[256];
+	va_list		args;
+	const PgfTensor *t;
+
+	va_start(args, fmt);
+	vsnprintf(name, sizeof(name), fmt, args);
+	va_end(args);
+	t = golden_tensor("%s", name);
+	if (t->dtype != PGF_DTYPE_I32 || (numel >= 0 && t->numel != numel))
+		golden_bail("tensor %s: dtype %d with %lld values, expected i32 with %ld",
+					name, (int) t->dtype, (long long) t->numel, numel);
+	return (const int32_t *) t->data;
+}
+
+static inline bool
+golden_has(const char *fmt,...)
+{
+	char		name[256];
+	va_list		args;
+
+	va_start(args, fmt);
+	vsnprintf(name, sizeof(name), fmt, args);
+	va_end(args);
+	return pgf_find(&golden_model, name) != NULL;
+}
+
+/*
+ * max |got - want| / max |want| over n values: the error relative to the
+ * tensor's scale (NaN where only one side is NaN counts as infinite).
+ */
+static inline double
+rel_error(const float *got, const float *want, size_t n)
+{
+	double		worst = 0,
+				scale = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		if (isnan(got[i]) != isnan(want[i]))
+			return INFINITY;
+		if (isnan(want[i]))
+			continue;
+		if (isinf(want[i]) || isinf(got[i]))
+		{
+			if (got[i] != want[i])
+				return INFINITY;
+			continue;
+		}
+		if (fabs(want[i]) > scale)
+			scale = fabs(want[i]);
+		if (fabs((double) got[i] - want[i]) > worst)
+			worst = fabs((double) got[i] - want[i]);
+	}
+	return scale > 0 ? worst / scale : worst;
+}
+
+static inline int
+check_rel(const float *got, const float *want, size_t n, double tol,
+		  const char *fmt,...)
+{
+	char		what[256];
+	va_list		args;
+	double		e = rel_error(got, want, n);
+
+	va_start(args, fmt);
+	vsnprintf(what, sizeof(what), fmt, args);
+	va_end(args);
+	return tap_ok(e <= tol, "%s (relative error %.2g, tolerance %.0e)", what, e, tol);
+}
+
+/* An arena of exactly `bytes` bytes on the heap (tests only). */
+static inline PgfArena
+test_arena(size_t bytes)
+{
+	PgfArena	a;
+	void	   *base = aligned_alloc(PGF_ARENA_ALIGN, pgf_arena_round(bytes ? bytes : 1));
+
+	if (!base)
+		golden_bail("out of memory for a %zu byte arena", bytes);
+	pgf_arena_init(&a, base, bytes);
+	return a;
+}
+
+static inline void
+test_arena_free(PgfArena *a)
+{
+	free(a->base);
+	a->base = NULL;
+}
+
+/* Deterministic pseudo-random floats in [-1, 1). */
+static uint64_t test_rng_state = 0x9e3779b97f4a7c15ull;
+
+static inline float
+test_rand(void)
+{
+	test_rng_state = test_rng_state * 6364136223846793005ull + 1442695040888963407ull;
+	return (float) ((test_rng_state >> 40) / (double) (1ull << 24)) * 2.0f - 1.0f;
+}
+
+static inline float *
+test_rand_floats(size_t n, float scale)
+{
+	float	   *x = malloc(sizeof(float) * (n ? n : 1));
+
+	for (size_t i = 0; i < n; i++)
+		x[i] = test_rand() * scale;
+	return x;
+}
+
+static inline float *
+test_copy(const float *x, size_t n)
+{
+	float	   *y = malloc(sizeof(float) * (n ? n : 1));
+
+	memcpy(y, x, sizeof(float) * n);
+	return y;
+}
+
+#endif							/* PGF_KERNELS_GOLDEN_H */
