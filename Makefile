@@ -90,6 +90,13 @@ $(IMAGE_GOLDEN): tools/golden_image.py $(wildcard test/fixtures/images/photos/*)
 	$(PYTHON) tools/golden_image.py $(dir $@)
 unit: $(IMAGE_GOLDEN)
 
+# PyTorch references for the FinTRec tests (generated, git-ignored).
+FINTREC_GOLDEN = test/unit/golden/fintrec/models.txt
+$(FINTREC_GOLDEN): tools/golden_fintrec.py tools/fintrec.py tools/export_fintrec.py tools/pgf.py proto/model.proto $(wildcard demo/models/fintrec*.pgf)
+	@mkdir -p $(dir $@)
+	$(PYTHON) tools/golden_fintrec.py $(dir $@)
+unit: $(FINTREC_GOLDEN)
+
 # ---- whole-project entry points -------------------------------------------
 
 test:

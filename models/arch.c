@@ -9,10 +9,12 @@
 #include <string.h>
 
 #include "models/block_stack.h"
+#include "models/fintrec.h"
 
 static const PgfArch arches[] = {
 	{"block_stack", PGFORMER__MODEL_HEADER__CONFIG_BLOCK_STACK,
 	sizeof(PgfBlockStackModel), pgf_block_stack_bind},
+	{"fintrec", PGFORMER__MODEL_HEADER__CONFIG_FINTREC, sizeof(FintrecModel), fintrec_bind},
 };
 
 const PgfArch *

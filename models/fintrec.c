@@ -1,0 +1,748 @@
+/*
+ * fintrec.c: binding and running the FinTRec recommender (see fintrec.h;
+ * the reference definition is tools/fintrec.py).
+ *
+ * One call, for B users:
+ *   1. check every request (nothing is computed for an invalid batch);
+ *   2. lay out each user's tokens back to back in x [total, d]:
+ *      [FM] [static...] [events, oldest first] [query], and its time-bias
+ *      matrix [len, len];
+ *   3. one pgf_stack_forward over the packed segments (prefix-LM causal or
+ *      bidirectional mask per segment);
+ *   4. gather h_u per user, apply W_c, one GEMM against the item table
+ *      (+ per-item bias);
+ *   5. per user: mark pad/unknown/seen rows NaN (work proportional to the
+ *      user's events, not the catalogue), top-k, ids, placement bias.
+ */
+#include "models/fintrec.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define FINTREC_MAX_ROWS (1 << 28)
+#define FINTREC_MAX_VOCAB (1 << 24)
+#define FINTREC_MAX_EVENTS 65536
+#define FINTREC_SCORE_CHUNK 256	/* users per scoring GEMM between
+								 * interrupt checks */
+
+/* ---- binding ------------------------------------------------------------ */
+
+PgfStatus
+fintrec_bind(const PgfModel *file, void *model, char *err, size_t errlen)
+{
+	FintrecModel *m = model;
+	const Pgformer__FinTRecConfig *cfg = file->header->fintrec;
+	const Pgformer__ItemTable *items = file->header->items;
+	PgfBinder	b;
+	char		name[PGF_NAME_MAX];
+	const char *head;
+	int			d;
+
+	pgf_binder_init(&b, file, err, errlen);
+	if (cfg == NULL)
+	{
+		pgf_bind_fail(&b, "fintrec: the header has no FinTRec config");
+		return b.status;
+	}
+	m->decoder = (cfg->variant == PGFORMER__SEQUENCE_VARIANT__DECODER);
+	if (!m->decoder && cfg->variant != PGFORMER__SEQUENCE_VARIANT__ENCODER)
+	{
+		pgf_bind_fail(&b, "fintrec: unknown variant %d", (int) cfg->variant);
+		return b.status;
+	}
+	pgf_stack_bind(&b, cfg->blocks, m->decoder ? "fin.dec" : "fin.enc", &m->stack);
+	if (b.status != PGF_OK)
+		return b.status;
+	d = m->d = m->stack.spec.d_model;
+	m->n_heads = m->stack.spec.n_heads;
+
+	/* sizes and switches */
+	if (cfg->n_items == 0 || cfg->n_items > FINTREC_MAX_ROWS)
+		pgf_bind_fail(&b, "fintrec: n_items %u is out of range (1 to %d)",
+					  cfg->n_items, FINTREC_MAX_ROWS);
+	else if (cfg->item_pad >= cfg->item_first || cfg->item_unknown >= cfg->item_first ||
+			 cfg->item_first > cfg->n_items)
+		pgf_bind_fail(&b, "fintrec: item rows must satisfy item_pad, item_unknown < item_first <= n_items (have %u, %u, %u, %u)",
+					  cfg->item_pad, cfg->item_unknown, cfg->item_first, cfg->n_items);
+	else if (cfg->max_events == 0 || cfg->max_events > FINTREC_MAX_EVENTS)
+		pgf_bind_fail(&b, "fintrec: max_events %u is out of range (1 to %d)",
+					  cfg->max_events, FINTREC_MAX_EVENTS);
+	else if (cfg->n_event_types > FINTREC_MAX_VOCAB || cfg->n_channels > FINTREC_MAX_VOCAB ||
+			 cfg->n_placements > FINTREC_MAX_VOCAB)
+		pgf_bind_fail(&b, "fintrec: n_event_types, n_channels or n_placements exceed %d",
+					  FINTREC_MAX_VOCAB);
+	else if (cfg->n_static_tokens > FINTREC_MAX_STATIC ||
+			 cfg->n_static_vocab != cfg->n_static_tokens)
+		pgf_bind_fail(&b, "fintrec: %u static tokens with %zu vocabulary sizes (at most %d tokens, one size each)",
+					  cfg->n_static_tokens, cfg->n_static_vocab, FINTREC_MAX_STATIC);
+	else if (cfg->d_fm > 65536)
+		pgf_bind_fail(&b, "fintrec: d_fm %u exceeds 65536", cfg->d_fm);
+	else if (cfg->time_bias && !(cfg->time_bias_tau > 0 && isfinite(cfg->time_bias_tau)))
+		pgf_bind_fail(&b, "fintrec: time_bias needs a positive time_bias_tau");
+	else if ((!cfg->readout_last_event || cfg->placement_bias) && cfg->n_placements == 0)
+		pgf_bind_fail(&b, "fintrec: a query token or a placement bias needs n_placements >= 1");
+	if (b.status != PGF_OK)
+		return b.status;
+	for (size_t k = 0; k < cfg->n_static_vocab; k++)
+		if (cfg->static_vocab[k] == 0 || cfg->static_vocab[k] > FINTREC_MAX_VOCAB)
+		{
+			pgf_bind_fail(&b, "fintrec: static token %zu has vocabulary %u (1 to %d)",
+						  k, cfg->static_vocab[k], FINTREC_MAX_VOCAB);
+			return b.status;
+		}
+
+	m->n_rows = (int) cfg->n_items;
+	m->item_pad = (int) cfg->item_pad;
+	m->item_unknown = (int) cfg->item_unknown;
+	m->item_first = (int) cfg->item_first;
+	m->max_events = (int) cfg->max_events;
+	m->n_event_types = (int) cfg->n_event_types;
+	m->n_channels = (int) cfg->n_channels;
+	m->n_placements = (int) cfg->n_placements;
+	m->n_static = (int) cfg->n_static_tokens;
+	m->d_fm = (int) cfg->d_fm;
+	m->n_prefix = (m->d_fm ? 1 : 0) + m->n_static;
+	m->time_encoding = cfg->time_encoding;
+	m->time_bias = cfg->time_bias;
+	m->time_bias_tau = cfg->time_bias_tau;
+	m->learned_positions = cfg->learned_positions;
+	m->query_token = !cfg->readout_last_event;
+	m->item_scale = cfg->scale_embeddings ? sqrtf((float) d) : 1.0f;
+
+	/* the item-id table: rows item_first .. n_items - 1 */
+	if (file->item_ids == NULL || items == NULL)
+	{
+		pgf_bind_fail(&b, "fintrec: the file has no item-id table");
+		return b.status;
+	}
+	if (items->first_row != cfg->item_first ||
+		file->n_items != (size_t) (cfg->n_items - cfg->item_first))
+	{
+		pgf_bind_fail(&b, "fintrec: the item-id table holds %zu ids from row %u, but the config has %u real rows from row %u",
+					  file->n_items, items->first_row, cfg->n_items - cfg->item_first,
+					  cfg->item_first);
+		return b.status;
+	}
+	m->item_ids = file->item_ids;
+	m->n_ids = (int) file->n_items;
+
+	/* embeddings */
+	m->item_emb = pgf_bind_matrix(&b, "fin.emb.prod.weight", m->n_rows, d, false);
+	if (m->n_event_types)
+		m->evt_emb = pgf_bind_matrix(&b, "fin.emb.evt.weight", m->n_event_types, d, false);
+	if (m->n_channels)
+		m->chan_emb = pgf_bind_matrix(&b, "fin.emb.chan.weight", m->n_channels, d, false);
+	if (m->time_encoding)
+		m->time_w = pgf_bind_matrix(&b, "fin.emb.time.w", d, FINTREC_TIME_FEATURES, false);
+	if (m->learned_positions)
+		m->pos_emb = pgf_bind_matrix(&b, "fin.emb.pos.weight", m->max_events + 1, d, false);
+	if (m->query_token)
+	{
+		m->query_emb = pgf_bind_vector(&b, "fin.emb.query", d, false);
+		m->place_emb = pgf_bind_matrix(&b, "fin.emb.place.weight", m->n_placements, d, false);
+	}
+	if (m->n_static)
+	{
+		m->static_field = pgf_bind_matrix(&b, "fin.emb.sfield.weight", m->n_static, d, false);
+		for (int k = 0; k < m->n_static; k++)
+		{
+			m->static_vocab[k] = (int) cfg->static_vocab[k];
+			m->static_value[k] = pgf_bind_matrix(&b, pgf_name(name, "fin.emb.sval.%d.weight", k),
+												 m->static_vocab[k], d, false);
+		}
+	}
+	if (m->d_fm)
+	{
+		m->fm_w = pgf_bind_matrix(&b, "fin.emb.fm.w", d, m->d_fm, false);
+		m->fm_b = pgf_bind_vector(&b, "fin.emb.fm.b", d, false);
+	}
+	if (m->time_bias)
+		m->slopes = pgf_bind_vector(&b, "fin.alibi.slopes", m->n_heads, false);
+
+	/* scoring head */
+	head = m->decoder ? "fin.ctr" : "fin.cvr";
+	if (cfg->score_transform)
+		m->score_w = pgf_bind_matrix(&b, pgf_name(name, "%s.wc", head), d, d, false);
+	if (cfg->tied_item_table)
+		m->score_table = m->item_emb;
+	else
+		m->score_table = pgf_bind_matrix(&b, pgf_name(name, "%s.w", head), m->n_rows, d, false);
+	if (cfg->item_bias)
+		m->bias_item = pgf_bind_vector(&b, pgf_name(name, "%s.bias_prod", head), m->n_rows, false);
+	if (cfg->placement_bias)
+		m->bias_place = pgf_bind_vector(&b, pgf_name(name, "%s.bias_place", head),
+										m->n_placements, false);
+	return b.status;
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+int
+fintrec_rows(const FintrecModel *m)
+{
+	return m->n_rows;
+}
+
+int
+fintrec_item_row(const FintrecModel *m, int64_t id)
+{
+	int			lo = 0,
+				hi = m->n_ids;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (m->item_ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < m->n_ids && m->item_ids[lo] == id)
+		return m->item_first + lo;
+	return m->item_unknown;
+}
+
+int64_t
+fintrec_row_id(const FintrecModel *m, int row)
+{
+	if (row < m->item_first || row >= m->item_first + m->n_ids)
+		return -1;
+	return m->item_ids[row - m->item_first];
+}
+
+static bool
+uses_time(const FintrecModel *m)
+{
+	return m->time_encoding || m->time_bias;
+}
+
+/* Events kept as model input: the newest max_events. */
+static int
+kept_events(const FintrecModel *m, const FintrecEvents *ev)
+{
+	return ev->n < m->max_events ? ev->n : m->max_events;
+}
+
+/* Tokens of a request. */
+static int
+token_count(const FintrecModel *m, int kept)
+{
+	return m->n_prefix + kept + (m->query_token ? 1 : 0);
+}
+
+/* Array index of kept event i (0 = oldest kept). */
+static inline int
+event_index(const FintrecEvents *ev, int kept, int i)
+{
+	return ev->newest_first ? kept - 1 - i : ev->n - kept + i;
+}
+
+/*
+ * Days since 1970-01-01 to (month 1..12, day 1..31), proleptic Gregorian
+ * (H. Hinnant's civil_from_days); the same arithmetic as tools/fintrec.py.
+ */
+static void
+civil_from_days(int64_t days, int *month, int *day)
+{
+	int64_t		z = days + 719468;
+	int64_t		era = (z >= 0 ? z : z - 146096) / 146097;
+	int64_t		doe = z - era * 146097;
+	int64_t		yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t		doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t		mp = (5 * doy + 2) / 153;
+
+	*day = (int) (doy - (153 * mp + 2) / 5 + 1);
+	*month = (int) (mp < 10 ? mp + 3 : mp - 9);
+}
+
+static int64_t
+floor_div(int64_t a, int64_t b)
+{
+	int64_t		q = a / b;
+
+	return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+/* The 9 time features of TE(t) (UTC), gap = seconds since the previous
+ * event (clamped at 0). */
+static void
+time_features(float *out, int64_t t, double gap)
+{
+	const double two_pi = 2.0 * M_PI;
+	int64_t		days = floor_div(t, 86400);
+	double		hour = (double) (t - days * 86400) / 3600.0;
+	int64_t		dow = ((days + 3) % 7 + 7) % 7;
+	int			month,
+				dom;
+	double		angles[4];
+
+	civil_from_days(days, &month, &dom);
+	angles[0] = two_pi * hour / 24.0;
+	angles[1] = two_pi * (double) dow / 7.0;
+	angles[2] = two_pi * (double) (dom - 1) / 31.0;
+	angles[3] = two_pi * (double) (month - 1) / 12.0;
+	for (int i = 0; i < 4; i++)
+	{
+		out[2 * i] = (float) sin(angles[i]);
+		out[2 * i + 1] = (float) cos(angles[i]);
+	}
+	out[8] = (float) log1p((gap > 0 ? gap : 0.0) / 3600.0);
+}
+
+/* x[d] += row r of w. */
+static void
+add_row(float *x, const PgfMatrix *w, int r, float *tmp, int d)
+{
+	pgf_matrix_row(tmp, w, r);
+	pgf_add(x, tmp, (size_t) d);
+}
+
+/* ---- request checks -------------------------------------------------------- */
+
+static int
+check_request(const FintrecModel *m, const FintrecEvents *ev, int user,
+			  char *err, size_t errlen)
+{
+	char		who[32] = "";
+
+	if (user >= 0)
+		snprintf(who, sizeof(who), "user %d: ", user);
+	if (ev->n < 0)
+	{
+		snprintf(err, errlen, "%s%d events given; the count cannot be negative", who, ev->n);
+		return -1;
+	}
+	if (ev->n > 0 && ev->item_ids == NULL)
+	{
+		snprintf(err, errlen, "%s%d events given without item ids", who, ev->n);
+		return -1;
+	}
+	if (ev->n > 0 && ev->timestamps == NULL && uses_time(m))
+	{
+		snprintf(err, errlen, "%sthis model uses event times, but no timestamps were given", who);
+		return -1;
+	}
+	if (ev->placement < 0 ||
+		ev->placement >= (m->n_placements > 0 ? m->n_placements : 1))
+	{
+		snprintf(err, errlen, "%splacement %d is out of range; this model has %d placement%s (0 to %d)",
+				 who, ev->placement, m->n_placements > 0 ? m->n_placements : 1,
+				 m->n_placements > 1 ? "s" : "",
+				 (m->n_placements > 0 ? m->n_placements : 1) - 1);
+		return -1;
+	}
+	if (m->n_event_types && ev->event_types)
+		for (int i = 0; i < ev->n; i++)
+			if (ev->event_types[i] < 0 || ev->event_types[i] >= m->n_event_types)
+			{
+				snprintf(err, errlen, "%sevent %d has event type %d; this model knows types 0 to %d",
+						 who, i, ev->event_types[i], m->n_event_types - 1);
+				return -1;
+			}
+	if (m->n_channels && ev->channels)
+		for (int i = 0; i < ev->n; i++)
+			if (ev->channels[i] < 0 || ev->channels[i] >= m->n_channels)
+			{
+				snprintf(err, errlen, "%sevent %d has channel %d; this model knows channels 0 to %d",
+						 who, i, ev->channels[i], m->n_channels - 1);
+				return -1;
+			}
+	if (ev->static_values)
+		for (int k = 0; k < m->n_static; k++)
+			if (ev->static_values[k] < 0 || ev->static_values[k] >= m->static_vocab[k])
+			{
+				snprintf(err, errlen, "%sstatic feature %d has value %d; this model knows values 0 to %d",
+						 who, k, ev->static_values[k], m->static_vocab[k] - 1);
+				return -1;
+			}
+	if (ev->fm && m->d_fm)
+		for (int j = 0; j < m->d_fm; j++)
+			if (!isfinite(ev->fm[j]))
+			{
+				snprintf(err, errlen, "%sthe foundation-model embedding has a non-finite value at %d",
+						 who, j);
+				return -1;
+			}
+	return 0;
+}
+
+/* ---- arena sizing ------------------------------------------------------------ */
+
+static size_t
+floats(size_t n)
+{
+	return pgf_arena_round(n * sizeof(float));
+}
+
+/*
+ * Mirrors the allocations of forward() and build_tokens(): what lives
+ * through the call, then the larger of the token/stack phase and the
+ * scoring phase.
+ */
+size_t
+fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch)
+{
+	int			kept = max_events < 0 ? 0 : (max_events < m->max_events ? max_events : m->max_events);
+	size_t		T = (size_t) token_count(m, kept);
+	size_t		B = batch < 1 ? 1 : (size_t) batch;
+	size_t		d = (size_t) m->d;
+	size_t		rows = (size_t) m->n_rows;
+	size_t		chunk = B < FINTREC_SCORE_CHUNK ? B : FINTREC_SCORE_CHUNK;
+	size_t		fixed,
+				build,
+				stack,
+				score,
+				scratch;
+
+	fixed = pgf_arena_round((B + 1) * sizeof(int)) * 2 +	/* offsets, readout */
+		pgf_arena_round(B * sizeof(int)) +	/* segment users */
+		pgf_arena_round(B * sizeof(PgfAttnMask)) +
+		floats(B * T * d) +		/* x */
+		pgf_arena_round(B * sizeof(float *)) +
+		(m->time_bias ? B * floats(T * T) : 0);
+
+	scratch = m->time_encoding ? pgf_linear_scratch_bytes(&m->time_w, (int) T) : 0;
+	if (m->d_fm && pgf_linear_scratch_bytes(&m->fm_w, 1) > scratch)
+		scratch = pgf_linear_scratch_bytes(&m->fm_w, 1);
+	build = floats(d) +			/* tmp */
+		pgf_arena_round(T * sizeof(int32_t)) * 2 +	/* rows, aux */
+		pgf_arena_round(T * sizeof(int64_t)) +	/* times */
+		floats(T * d) +			/* gathered */
+		floats(T * FINTREC_TIME_FEATURES) + scratch;
+	stack = pgf_stack_scratch_bytes(&m->stack, (int) (B * T), (int) T);
+
+	scratch = pgf_linear_scratch_bytes(&m->score_table, (int) chunk);
+	if (m->score_w.data && pgf_linear_scratch_bytes(&m->score_w, (int) chunk) > scratch)
+		scratch = pgf_linear_scratch_bytes(&m->score_w, (int) chunk);
+	if (pgf_arena_round(rows * sizeof(int32_t)) > scratch)
+		scratch = pgf_arena_round(rows * sizeof(int32_t));	/* top-k indices */
+	score = floats(B * d) * 2 + floats(B * rows) + scratch;
+
+	if (stack > build)
+		build = stack;
+	return fixed + (build > score ? build : score) + PGF_ARENA_ALIGN;
+}
+
+/* ---- building one user's tokens --------------------------------------------- */
+
+/*
+ * Writes the tokens of request ev into x [len, d] and, with a time bias,
+ * its bias matrix [len, len].
+ */
+static void
+build_tokens(const FintrecModel *m, const FintrecEvents *ev, float *x, float *bias,
+			 PgfArena *arena)
+{
+	size_t		mark = pgf_arena_mark(arena);
+	int			d = m->d;
+	int			kept = kept_events(m, ev);
+	int			len = token_count(m, kept);
+	int			np = m->n_prefix;
+	int			n_timed = kept + (m->query_token ? 1 : 0);
+	float	   *tmp = pgf_arena_floats(arena, (size_t) d);
+	int32_t    *rows = pgf_arena_alloc(arena, sizeof(int32_t) * (kept + 1));
+	int32_t    *aux = pgf_arena_alloc(arena, sizeof(int32_t) * (kept + 1));
+	int64_t    *times = pgf_arena_alloc(arena, sizeof(int64_t) * (kept + 1));
+	float	   *gathered = pgf_arena_floats(arena, (size_t) (kept + 1) * d);
+	float	   *ev_x = x + (size_t) np * d;
+	int			row = 0;
+
+	/* prefix: FM token, static tokens */
+	if (m->d_fm)
+	{
+		if (ev->fm)
+			pgf_linear(x, ev->fm, 1, &m->fm_w, m->fm_b, arena);
+		else
+			memcpy(x, m->fm_b, sizeof(float) * d);
+		row++;
+	}
+	for (int k = 0; k < m->n_static; k++, row++)
+	{
+		float	   *xr = x + (size_t) row * d;
+
+		pgf_matrix_row(xr, &m->static_field, k);
+		add_row(xr, &m->static_value[k], ev->static_values ? ev->static_values[k] : 0, tmp, d);
+	}
+
+	/* events, oldest first */
+	for (int i = 0; i < kept; i++)
+		rows[i] = fintrec_item_row(m, ev->item_ids[event_index(ev, kept, i)]);
+	if (kept > 0)
+	{
+		pgf_embedding_gather(ev_x, &m->item_emb, rows, kept);
+		if (m->item_scale != 1.0f)
+			pgf_scale(ev_x, m->item_scale, (size_t) kept * d);
+		if (m->n_event_types)
+		{
+			for (int i = 0; i < kept; i++)
+				aux[i] = ev->event_types ? ev->event_types[event_index(ev, kept, i)] : 0;
+			pgf_embedding_gather(gathered, &m->evt_emb, aux, kept);
+			pgf_add(ev_x, gathered, (size_t) kept * d);
+		}
+		if (m->n_channels)
+		{
+			for (int i = 0; i < kept; i++)
+				aux[i] = ev->channels ? ev->channels[event_index(ev, kept, i)] : 0;
+			pgf_embedding_gather(gathered, &m->chan_emb, aux, kept);
+			pgf_add(ev_x, gathered, (size_t) kept * d);
+		}
+	}
+
+	/* query token */
+	if (m->query_token)
+	{
+		float	   *q = ev_x + (size_t) kept * d;
+
+		memcpy(q, m->query_emb, sizeof(float) * d);
+		add_row(q, &m->place_emb, ev->placement, tmp, d);
+	}
+
+	/* positions of events and query: 0 .. n_timed - 1 */
+	if (m->learned_positions && n_timed > 0)
+	{
+		for (int i = 0; i < n_timed; i++)
+			aux[i] = i;
+		pgf_embedding_gather(gathered, &m->pos_emb, aux, n_timed);
+		pgf_add(ev_x, gathered, (size_t) n_timed * d);
+	}
+
+	/* event times, then the query's (now) */
+	if (uses_time(m))
+	{
+		for (int i = 0; i < kept; i++)
+			times[i] = ev->timestamps[event_index(ev, kept, i)];
+		times[kept] = ev->now;
+	}
+
+	/* TE(t) of events and query (their rows are contiguous) */
+	if (m->time_encoding && n_timed > 0)
+	{
+		float	   *tf = pgf_arena_floats(arena, (size_t) n_timed * FINTREC_TIME_FEATURES);
+
+		for (int i = 0; i < n_timed; i++)
+			time_features(tf + (size_t) i * FINTREC_TIME_FEATURES, times[i],
+						  i == 0 ? 0.0 : (double) times[i] - (double) times[i - 1]);
+		pgf_linear_acc(ev_x, tf, n_timed, &m->time_w, NULL, arena);
+	}
+
+	/* time bias: -|t_i - t_j| / tau between timed tokens, 0 with a prefix token */
+	if (m->time_bias)
+	{
+		memset(bias, 0, sizeof(float) * (size_t) len * len);
+		for (int i = 0; i < n_timed; i++)
+		{
+			float	   *bi = bias + (size_t) (np + i) * len + np;
+
+			for (int j = 0; j <= i; j++)
+			{
+				double		gap = fabs((double) times[i] - (double) times[j]);
+				float		v = (float) (-gap / m->time_bias_tau);
+
+				bi[j] = v;
+				bias[(size_t) (np + j) * len + np + i] = v;
+			}
+		}
+	}
+	pgf_arena_reset(arena, mark);
+}
+
+/* ---- the shared forward ----------------------------------------------------- */
+
+/*
+ * Runs B checked requests and leaves the raw logits [B, n_rows] (item bias
+ * included, placement bias not) in *logits_out, allocated in the arena.
+ * Unknown counts (over all events given) go to n_unknown[b] when not NULL.
+ */
+static void
+forward(const FintrecModel *m, const FintrecEvents *users, int B, float **logits_out,
+		int *n_unknown, PgfArena *arena)
+{
+	int			d = m->d;
+	int			total = 0,
+				max_len = 0,
+				n_seg = 0;
+	int		   *offsets = pgf_arena_alloc(arena, sizeof(int) * (B + 1));
+	int		   *readout = pgf_arena_alloc(arena, sizeof(int) * (B + 1));
+	int		   *seg_user = pgf_arena_alloc(arena, sizeof(int) * B);
+	PgfAttnMask *masks = pgf_arena_alloc(arena, sizeof(PgfAttnMask) * B);
+	float	   *x;
+	float	  **bias_of;
+	float	   *h,
+			   *u,
+			   *logits;
+	size_t		mark;
+
+	/* layout: segment s (users with at least one token) owns rows offsets[s].. */
+	offsets[0] = 0;
+	for (int b = 0; b < B; b++)
+	{
+		int			len = token_count(m, kept_events(m, &users[b]));
+
+		readout[b] = len > 0 ? total + len - 1 : -1;
+		if (len > 0)
+		{
+			seg_user[n_seg++] = b;
+			total += len;
+			offsets[n_seg] = total;
+			if (len > max_len)
+				max_len = len;
+		}
+		if (n_unknown)
+		{
+			int			unknown = 0;
+
+			for (int i = 0; i < users[b].n; i++)
+				if (fintrec_item_row(m, users[b].item_ids[i]) == m->item_unknown)
+					unknown++;
+			n_unknown[b] = unknown;
+		}
+	}
+	x = pgf_arena_floats(arena, (size_t) (total > 0 ? total : 1) * d);
+	bias_of = pgf_arena_alloc(arena, sizeof(float *) * (n_seg > 0 ? n_seg : 1));
+	for (int s = 0; s < n_seg; s++)
+	{
+		int			len = offsets[s + 1] - offsets[s];
+
+		bias_of[s] = m->time_bias ? pgf_arena_floats(arena, (size_t) len * len) : NULL;
+	}
+	for (int s = 0; s < n_seg; s++)
+	{
+		pgf_check_interrupts();
+		build_tokens(m, &users[seg_user[s]], x + (size_t) offsets[s] * d, bias_of[s], arena);
+		memset(&masks[s], 0, sizeof(PgfAttnMask));
+		masks[s].kind = m->decoder ? PGF_MASK_PREFIX : PGF_MASK_BIDIRECTIONAL;
+		masks[s].prefix_len = m->decoder ? m->n_prefix : 0;
+		masks[s].bias = bias_of[s];
+		masks[s].slopes = m->time_bias ? m->slopes : NULL;
+	}
+
+	mark = pgf_arena_mark(arena);
+	if (n_seg > 0)
+		pgf_stack_forward(&m->stack, x, n_seg, offsets, masks, NULL, arena);
+	pgf_arena_reset(arena, mark);
+
+	/* h_u per user (zeros for an empty SASRec-style sequence) */
+	h = pgf_arena_floats(arena, (size_t) B * d);
+	u = pgf_arena_floats(arena, (size_t) B * d);
+	logits = pgf_arena_floats(arena, (size_t) B * m->n_rows);
+	for (int b = 0; b < B; b++)
+	{
+		if (readout[b] >= 0)
+			memcpy(h + (size_t) b * d, x + (size_t) readout[b] * d, sizeof(float) * d);
+		else
+			memset(h + (size_t) b * d, 0, sizeof(float) * d);
+	}
+
+	/* one GEMM per chunk of users over the item table */
+	for (int b0 = 0; b0 < B; b0 += FINTREC_SCORE_CHUNK)
+	{
+		int			nb = B - b0 < FINTREC_SCORE_CHUNK ? B - b0 : FINTREC_SCORE_CHUNK;
+		const float *uh = h + (size_t) b0 * d;
+
+		pgf_check_interrupts();
+		mark = pgf_arena_mark(arena);
+		if (m->score_w.data)
+		{
+			pgf_linear(u + (size_t) b0 * d, uh, nb, &m->score_w, NULL, arena);
+			uh = u + (size_t) b0 * d;
+		}
+		pgf_linear(logits + (size_t) b0 * m->n_rows, uh, nb, &m->score_table,
+				   m->bias_item, arena);
+		pgf_arena_reset(arena, mark);
+	}
+	*logits_out = logits;
+}
+
+/* Top k of one user's logits row (destroys it: excluded rows become NaN). */
+static int
+select_top(const FintrecModel *m, const FintrecEvents *ev, float *row, int k,
+		   bool exclude_seen, int64_t *out_ids, float *out_scores, int32_t *idx)
+{
+	float		shift = m->bias_place ? m->bias_place[ev->placement] : 0.0f;
+	int			got;
+
+	row[m->item_pad] = NAN;
+	row[m->item_unknown] = NAN;
+	if (exclude_seen)
+		for (int i = 0; i < ev->n; i++)
+			row[fintrec_item_row(m, ev->item_ids[i])] = NAN;
+	if (k > m->n_rows)
+		k = m->n_rows;
+	if (k <= 0)
+		return 0;
+	got = pgf_topk(row, m->n_rows, k, NULL, idx, out_scores);
+	for (int i = 0; i < got; i++)
+	{
+		out_ids[i] = fintrec_row_id(m, idx[i]);
+		out_scores[i] += shift;
+	}
+	return got;
+}
+
+/* ---- entry points ----------------------------------------------------------- */
+
+int
+fintrec_recommend_batch(const FintrecModel *m, const FintrecEvents *users, int n_users,
+						int k, bool exclude_seen, int64_t *out_ids, float *out_scores,
+						int *out_counts, int *n_unknown, PgfArena *arena,
+						char *err, size_t errlen)
+{
+	size_t		mark;
+	float	   *logits;
+	int32_t    *idx;
+
+	if (n_users < 0 || k < 0)
+	{
+		snprintf(err, errlen, "%s cannot be negative (%d given)",
+				 n_users < 0 ? "the number of users" : "k", n_users < 0 ? n_users : k);
+		return -1;
+	}
+	for (int b = 0; b < n_users; b++)
+		if (check_request(m, &users[b], n_users > 1 ? b : -1, err, errlen) != 0)
+			return -1;
+	if (n_users == 0)
+		return 0;
+	mark = pgf_arena_mark(arena);
+	forward(m, users, n_users, &logits, n_unknown, arena);
+	idx = pgf_arena_alloc(arena, sizeof(int32_t) * m->n_rows);
+	for (int b = 0; b < n_users; b++)
+		out_counts[b] = select_top(m, &users[b], logits + (size_t) b * m->n_rows, k,
+								   exclude_seen, out_ids + (size_t) b * k,
+								   out_scores + (size_t) b * k, idx);
+	pgf_arena_reset(arena, mark);
+	return 0;
+}
+
+int
+fintrec_recommend(const FintrecModel *m, const FintrecEvents *ev, int k,
+				  bool exclude_seen, int64_t *out_ids, float *out_scores,
+				  int *n_unknown, PgfArena *arena, char *err, size_t errlen)
+{
+	int			count = 0;
+
+	if (fintrec_recommend_batch(m, ev, 1, k, exclude_seen, out_ids, out_scores, &count,
+								n_unknown, arena, err, errlen) != 0)
+		return -1;
+	return count;
+}
+
+int
+fintrec_logits(const FintrecModel *m, const FintrecEvents *ev, float *out_logits,
+			   int *n_unknown, PgfArena *arena, char *err, size_t errlen)
+{
+	size_t		mark;
+	float	   *logits;
+	float		shift;
+
+	if (check_request(m, ev, -1, err, errlen) != 0)
+		return -1;
+	mark = pgf_arena_mark(arena);
+	forward(m, ev, 1, &logits, n_unknown, arena);
+	shift = m->bias_place ? m->bias_place[ev->placement] : 0.0f;
+	for (int i = 0; i < m->n_rows; i++)
+		out_logits[i] = logits[i] + shift;
+	pgf_arena_reset(arena, mark);
+	return 0;
+}
