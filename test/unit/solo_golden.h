@@ -1,0 +1,165 @@
+/*
+ * solo_golden.h: shared helpers of the decoder, SOLO and tokenizer unit
+ * tests: loading model files and the PyTorch references that
+ * tools/golden_solo.py writes into test/unit/golden/, and test arenas.
+ */
+#ifndef PGF_SOLO_GOLDEN_H
+#define PGF_SOLO_GOLDEN_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/arch.h"
+#include "models/solo.h"
+#include "proto/pgf.h"
+#include "test/unit/tap.h"
+
+#define SOLO_GOLDEN_DIR "test/unit/golden/"
+
+typedef struct LoadedFile
+{
+	void	   *bytes;
+	size_t		size;
+	PgfModel	file;
+} LoadedFile;
+
+static inline void
+solo_bail(const char *fmt,...)
+{
+	va_list		args;
+
+	printf("Bail out! ");
+	va_start(args, fmt);
+	vprintf(fmt, args);
+	va_end(args);
+	printf("\n");
+	exit(1);
+}
+
+/* Reads a whole file into 64-byte aligned memory; NULL if it is missing. */
+static inline void *
+read_file_aligned(const char *path, size_t *size)
+{
+	FILE	   *f = fopen(path, "rb");
+	long		n;
+	void	   *bytes;
+
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	bytes = aligned_alloc(64, ((size_t) n + 63) / 64 * 64 + 64);
+	if (!bytes || fread(bytes, 1, (size_t) n, f) != (size_t) n)
+		solo_bail("cannot read %s", path);
+	fclose(f);
+	*size = (size_t) n;
+	return bytes;
+}
+
+/* Opens a .pgf file (bails out if missing or invalid unless optional). */
+static inline bool
+load_file(LoadedFile *lf, const char *path, bool optional)
+{
+	char		err[512];
+
+	memset(lf, 0, sizeof(*lf));
+	lf->bytes = read_file_aligned(path, &lf->size);
+	if (!lf->bytes)
+	{
+		if (optional)
+			return false;
+		solo_bail("%s is missing: run `make unit` (it runs tools/golden_solo.py)", path);
+	}
+	if (pgf_open(&lf->file, lf->bytes, lf->size, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK)
+		solo_bail("%s: %s", path, err);
+	return true;
+}
+
+static inline void
+unload_file(LoadedFile *lf)
+{
+	if (lf->bytes)
+	{
+		pgf_close(&lf->file);
+		free(lf->bytes);
+	}
+	memset(lf, 0, sizeof(*lf));
+}
+
+/* Opens and binds a solo model file. */
+static inline void
+load_solo(LoadedFile *lf, PgfSoloModel *m, const char *path)
+{
+	char		err[512];
+
+	load_file(lf, path, false);
+	if (pgf_model_bind(&lf->file, m, err, sizeof(err)) != PGF_OK)
+		solo_bail("%s: %s", path, err);
+}
+
+static LoadedFile solo_ref;
+
+static inline void
+open_solo_ref(void)
+{
+	load_file(&solo_ref, SOLO_GOLDEN_DIR "solo_ref.pgf", false);
+}
+
+static inline const PgfTensor *
+ref_tensor(const char *fmt,...)
+{
+	char		name[256];
+	va_list		args;
+	const PgfTensor *t;
+
+	va_start(args, fmt);
+	vsnprintf(name, sizeof(name), fmt, args);
+	va_end(args);
+	t = pgf_find(&solo_ref.file, name);
+	if (!t)
+		solo_bail("tensor %s is not in the references: regenerate them", name);
+	return t;
+}
+
+/* f32 arrays as stored; int lists are stored [length, values...]. */
+#define REF_F32(...) ((const float *) ref_tensor(__VA_ARGS__)->data)
+#define REF_I32(...) ((const int32_t *) ref_tensor(__VA_ARGS__)->data + 1)
+#define REF_LEN(...) (((const int32_t *) ref_tensor(__VA_ARGS__)->data)[0])
+
+/* A malloc'd arena of size bytes. */
+static inline void
+arena_new(PgfArena *a, size_t size)
+{
+	void	   *base = aligned_alloc(PGF_ARENA_ALIGN, pgf_arena_round(size ? size : 64));
+
+	if (!base)
+		solo_bail("out of memory (%zu bytes)", size);
+	pgf_arena_init(a, base, pgf_arena_round(size ? size : 64));
+}
+
+static inline void
+arena_free(PgfArena *a)
+{
+	free(a->base);
+	memset(a, 0, sizeof(*a));
+}
+
+/* True if two int arrays are equal; prints the first difference. */
+static inline bool
+ids_equal(const int32_t *a, int na, const int32_t *b, int nb)
+{
+	for (int i = 0; i < na && i < nb; i++)
+		if (a[i] != b[i])
+		{
+			tap_diag("first difference at %d: %d vs %d (lengths %d, %d)", i, a[i], b[i], na, nb);
+			return false;
+		}
+	if (na != nb)
+		tap_diag("lengths differ: %d vs %d", na, nb);
+	return na == nb;
+}
+
+#endif							/* PGF_SOLO_GOLDEN_H */

@@ -1,0 +1,257 @@
+"""golden_solo.py: PyTorch and tokenizer references for the decoder, SOLO
+and tokenizer unit tests (test/unit/test_decoder.c, test_solo.c,
+test_tokenizer.c).
+
+Usage: /usr/bin/python3 tools/golden_solo.py OUT_DIR
+
+Writes into OUT_DIR (seeded: the same files on every run):
+  solo_a.pgf, solo_a_bf16.pgf, solo_a_q8.pgf
+        the tiny SOLO of vlm.md 2.8 (d 128, 4 layers, 4 heads, 2 KV heads,
+        SwiGLU 352, patch 16, max side 64, untied head, no biases), byte
+        tokenizer; random weights, stored as f32, bf16 and q8
+  solo_b.pgf
+        Qwen2 settings: q/k/v biases, tied output, rope theta 1e6, 4 heads
+        sharing 1 KV head, head_dim 40 != d/H; a byte-level BPE tokenizer
+        learnt from /usr/share/common-licenses/GPL-3 (300 merges)
+  solo_ref.pgf  (architecture "golden") the expected values:
+    <m>.<case>.ids / .pidx / .patches / .logits   full-sequence logits
+    <m>.<case>.grid                               (nH, nW) of the image
+    <m>.gen.<task>.prompt / .tokens / .text       template prompt ids,
+                                                  greedy tokens, their text
+    <m>.embed                                     image_embedding()
+    tok.text.<i>                                  test texts as bytes
+    tok.<pretok>.<i>.<s|p>                        reference ids, specials on
+                                                  (s) or off (p)
+Int lists are stored as [length, values...].  References come from tools/llama.py (PyTorch, float64 where it matters)
+over the weights exactly as each file stores them, and from the plain-Python
+BPE of tools/tokenizer_ref.py (checked against PyPI `tokenizers` when that
+is installed).
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama  # noqa: E402
+import pgf  # noqa: E402
+import tokenizer_ref as tr  # noqa: E402
+
+torch.set_grad_enabled(False)
+
+LICENSES = "/usr/share/common-licenses"
+
+TRICKY = [
+    "Hello world! It's 2024, isn't it? I'VE SEEN 12345 things...\n\n  Indented   spaces"
+    "\tand\ttabs \r\n end  ",
+    "na\u00efve caf\u00e9 \u2014 \u201cquotes\u201d \u2018single\u2019 \u00bd \u00b2 \u0663 "
+    "\u216b \u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8 \U0001F600\U0001F44D\U0001F3FD "
+    "e\u0301 \u03a9mega \u00df",
+    "trailing spaces   ", "   leading", "\n\n\n", "a\nb", "x  \n y", " \t\n  z",
+    "def f(x):\n    return x**2  # comment\n\n\n    pass",
+    "3.14159 1,000,000 007 +42 -7e10 x1y2z3",
+    "don't WON'T you'll we're they've I'd I'm 's 'S 'hello '' '",
+    "<|im_start|>user\nWhat is this?<|im_end|>\n<|im_start|>assistant\n",
+    "!!! ??? ... --- ((( ))) [[x]] {y} <z> @#$%^&*",
+    "tab\tafter\t\ttabs\u00a0nbsp\u2003emspace\u3000ideographic",
+    "",
+]
+
+
+def license_paragraphs():
+    out = []
+    for name, count in (("GPL-3", 4), ("Apache-2.0", 2), ("BSD", 2)):
+        path = os.path.join(LICENSES, name)
+        if not os.path.exists(path):
+            continue
+        paras = [p for p in open(path, encoding="utf-8").read().split("\n\n") if p.strip()]
+        out += paras[1:1 + count]
+    return out
+
+
+def byte_tokenizer():
+    """ids 0..255 bytes, 256 <s>, 257 </s>, 258.. the image tokens."""
+    specials = [("<s>", 256), ("</s>", 257), ("<vision>", 258), ("<vpatch>", 259),
+                ("<vrow_sep>", 260), ("<vframe_sep>", 261), ("</vision>", 262)]
+    return tr.TokenizerSpec("bytes", specials=specials, byte_offset=0)
+
+
+def bpe_tokenizer():
+    text = open(os.path.join(LICENSES, "GPL-3"), encoding="utf-8").read()
+    vocab, merges = tr.train_bpe(text, 300)
+    base = len(vocab)
+    names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<vision>", "<vpatch>",
+             "<vrow_sep>", "</vision>"]
+    specials = [(s, base + i) for i, s in enumerate(names)]
+    return tr.TokenizerSpec("bpe", vocab, merges, specials, "gpt2")
+
+
+def config_a():
+    return llama.DecoderConfig(
+        d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=352, vocab_size=263,
+        norm_eps=1e-5, rope_theta=10000.0, qkv_bias=False, tied=False,
+        bos_id=256, eos_id=257, stop_ids=[257], suppress_from=258,
+        patch_size=16, max_image_side=64, vision_id=258, vpatch_id=259, vrow_sep_id=260,
+        vision_close_id=262,
+        caption_template="<s>{image}Caption:",
+        answer_template="<s>{image}Q: {question}\nA:",
+        text_template="<s>{prompt}", max_new_tokens=12)
+
+
+def config_b(tok):
+    v = len(tok.vocab) + len([s for s in tok.specials if s[1] >= len(tok.vocab)])
+    ids = {s: i for s, i in tok.specials}
+    return llama.DecoderConfig(
+        d_model=96, n_layers=3, n_heads=4, n_kv_heads=1, head_dim=40, d_ff=160,
+        vocab_size=v, norm_eps=1e-6, rope_theta=1e6, qkv_bias=True, tied=True,
+        bos_id=ids["<|endoftext|>"], eos_id=ids["<|im_end|>"],
+        stop_ids=[ids["<|im_end|>"], ids["<|endoftext|>"]], suppress_from=ids["<vision>"],
+        patch_size=8, max_image_side=32, vision_id=ids["<vision>"], vpatch_id=ids["<vpatch>"],
+        vrow_sep_id=ids["<vrow_sep>"], vision_close_id=ids["<vision>"],
+        caption_template="<|im_start|>user\n{image}Describe the image.<|im_end|>\n"
+                         "<|im_start|>assistant\n",
+        answer_template="<|im_start|>user\n{image}{question}<|im_end|>\n<|im_start|>assistant\n",
+        text_template="<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n",
+        max_new_tokens=10)
+
+
+class Golden:
+    def __init__(self):
+        self.w = pgf.Writer("golden", "solo references")
+
+    def f(self, name, array):
+        self.w.add(name, np.ascontiguousarray(np.asarray(array, dtype=np.float32)))
+
+    def i(self, name, values):
+        """An int list, stored as [length, values...] (never empty)."""
+        values = np.asarray(values, dtype=np.int32).reshape(-1)
+        self.w.add(name, np.concatenate([[len(values)], values]).astype(np.int32),
+                   dtype=pgf.I32)
+
+
+def logits64(model, ids, pidx, patches):
+    """Full-sequence logits in float64 (the reference runs in double)."""
+    m64 = model.double()
+    out = m64(torch.tensor([ids]), torch.tensor([pidx]),
+              None if patches is None else patches.double())[0]
+    model.float()
+    return out.float().numpy()
+
+
+def greedy_margin(model, x, steps, suppress_from):
+    """Smallest top-1 / top-2 logit gap over a greedy run (robustness)."""
+    caches = model.new_caches()
+    h = model.hidden(x, 0, caches)
+    pos, worst = x.shape[1], float("inf")
+    for _ in range(steps):
+        lg = model.logits(h[:, -1])[0].clone()
+        if suppress_from:
+            lg[suppress_from:] = float("-inf")
+        top = torch.topk(lg, 2).values
+        worst = min(worst, float(top[0] - top[1]))
+        t = int(torch.argmax(lg))
+        h = model.hidden(model.tok(torch.tensor([[t]])), pos, caches)
+        pos += 1
+    return worst
+
+
+def model_cases(g, tag, model, tok, grid, seed):
+    cfg = model.cfg
+    rng = np.random.RandomState(seed)
+    nh, nw = grid
+    patches = torch.from_numpy(rng.standard_normal((nh * nw, cfg.patch_dim)).astype(np.float32))
+    text_ids = tok.encode_ref("The quick brown fox jumps over the lazy dog. 0123", True)
+    # with an image: the caption prompt; without: plain text
+    cases = {
+        "img": llama.build_prompt(cfg, tok, cfg.answer_template, (nh, nw),
+                                  "What is in the picture?"),
+        "txt": (text_ids, [-1] * len(text_ids)),
+    }
+    for name, (ids, pidx) in cases.items():
+        p = "%s.%s." % (tag, name)
+        g.i(p + "ids", ids)
+        g.i(p + "pidx", pidx)
+        g.f(p + "logits", logits64(model, ids, pidx, patches if name == "img" else None))
+    g.f("%s.patches" % tag, patches.numpy())
+    g.i("%s.grid" % tag, [nh, nw])
+    # greedy generation through the templates, as pgf_solo_generate does it
+    for task, template, text in (("caption", cfg.caption_template, None),
+                                 ("answer", cfg.answer_template, "What is this?"),
+                                 ("text", cfg.text_template, "Once upon a time")):
+        image = None if task == "text" else (nh, nw)
+        ids, pidx = llama.build_prompt(cfg, tok, template, image, text)
+        x = model.embed(torch.tensor([ids]), torch.tensor([pidx]), patches)
+        toks = model.greedy(x, cfg.max_new_tokens, cfg.stop_ids, cfg.suppress_from)
+        margin = greedy_margin(model, x, len(toks), cfg.suppress_from)
+        if margin < 1e-3:
+            print("golden_solo: %s %s greedy margin %.2g is small" % (tag, task, margin),
+                  file=sys.stderr)
+        g.i("%s.gen.%s.prompt" % (tag, task), ids)
+        g.i("%s.gen.%s.tokens" % (tag, task), toks)
+        g.i("%s.gen.%s.text" % (tag, task), list(tok.decode(toks).encode("utf-8")))
+    # image_embedding: mean final hidden state over the patch tokens
+    bids, bpidx = llama.image_block(cfg, nh, nw)
+    x = model.embed(torch.tensor([bids]), torch.tensor([bpidx]), patches)
+    h = model.hidden(x)[0]
+    sel = torch.tensor([p >= 0 for p in bpidx])
+    g.f("%s.embed" % tag, h[sel].mean(0).numpy())
+
+
+def tokenizer_cases(g, tok):
+    texts = TRICKY + license_paragraphs()
+    for i, t in enumerate(texts):
+        g.i("tok.text.%d" % i, list(t.encode("utf-8")) or [])
+    g.i("tok.count", [len(texts)])
+    check_hf = True
+    for kind in tr.PRETOKENIZERS:
+        tok.pretokenizer = kind
+        tok._hf = None
+        for i, t in enumerate(texts):
+            for tag, specials in (("s", True), ("p", False)):
+                ids = tok.encode_ref(t, specials)
+                if check_hf:
+                    try:
+                        ref = tok.encode(t, specials)
+                    except ImportError:
+                        check_hf = False
+                    else:
+                        if ref != ids:
+                            raise SystemExit("golden_solo: plain-Python BPE disagrees with "
+                                             "tokenizers on text %d (%s)" % (i, kind))
+                g.i("tok.%s.%d.%s" % (kind, i, tag), ids)
+    tok.pretokenizer = "gpt2"
+    tok._hf = None
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "test/unit/golden"
+    os.makedirs(out, exist_ok=True)
+    g = Golden()
+
+    tok_a = byte_tokenizer()
+    model_a = llama.Decoder(config_a()).init_weights(7, std=0.08).eval()
+    image = dict(patch_size=16, max_side=64)
+    files = {}
+    for dtype, suffix in (("f32", ""), ("bf16", "_bf16"), ("q8", "_q8")):
+        path = os.path.join(out, "solo_a%s.pgf" % suffix)
+        llama.save_pgf(model_a, path, "tiny solo a", dtype, tok_a, image)
+        files[dtype] = path
+    # references over the weights as stored (bf16 / q8 dequantised)
+    for dtype, tag in (("f32", "a"), ("bf16", "a_bf16"), ("q8", "a_q8")):
+        model, _ = llama.load_pgf(files[dtype])
+        model_cases(g, tag, model, tok_a, (2, 3), 11)
+
+    tok_b = bpe_tokenizer()
+    model_b = llama.Decoder(config_b(tok_b)).init_weights(8, std=0.08).eval()
+    path_b = os.path.join(out, "solo_b.pgf")
+    llama.save_pgf(model_b, path_b, "tiny solo b", "f32", tok_b, dict(patch_size=8, max_side=32))
+    model_b, _ = llama.load_pgf(path_b)
+    model_cases(g, "b", model_b, tok_b, (3, 2), 12)
+    tokenizer_cases(g, tok_b)
+
+    g.w.write(os.path.join(out, "solo_ref.pgf"))
+
+
+if __name__ == "__main__":
+    main()
