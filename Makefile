@@ -83,6 +83,14 @@ $(filter test/unit/bin/test_kernels_%,$(UNIT_BINS)): test/unit/kernels_golden.h 
 unit: unit-build $(KERNEL_GOLDEN)
 	test/run_unit.sh $(UNIT_BINS)
 
+# PyTorch and tokenizer references for the decoder, SOLO and tokenizer tests.
+SOLO_GOLDEN = test/unit/golden/solo_ref.pgf
+$(SOLO_GOLDEN): tools/golden_solo.py tools/llama.py tools/tokenizer_ref.py tools/pgf.py proto/model.proto
+	@mkdir -p $(dir $@)
+	$(PYTHON) tools/golden_solo.py $(dir $@)
+$(filter test/unit/bin/test_decoder test/unit/bin/test_solo test/unit/bin/test_tokenizer,$(UNIT_BINS)): test/unit/solo_golden.h
+unit: $(SOLO_GOLDEN)
+
 # PIL / torch references for the image codec (generated, git-ignored).
 IMAGE_GOLDEN = test/unit/golden/image/manifest.txt
 $(IMAGE_GOLDEN): tools/golden_image.py $(wildcard test/fixtures/images/photos/*)
