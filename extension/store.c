@@ -234,10 +234,13 @@ pgformer_catalog_entries(const char *name)
 		elog(ERROR, "pgformer: could not read the model catalog");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		PgfCatalogEntry *e = MemoryContextAlloc(caller, sizeof(PgfCatalogEntry));
+		/* the list must outlive SPI_finish: build it in the caller's context */
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		PgfCatalogEntry *e = palloc(sizeof(PgfCatalogEntry));
 
 		fill_entry(e, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 		entries = lappend(entries, e);
+		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
 	pgformer_restore_user(&owner);
@@ -475,6 +478,7 @@ pgformer_drop(PG_FUNCTION_ARGS)
 	List	   *dropped = NIL;
 	Oid			table_oid;
 	ListCell   *lc;
+	MemoryContext caller = CurrentMemoryContext;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -495,11 +499,13 @@ pgformer_drop(PG_FUNCTION_ARGS)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
 		PgfCatalogEntry *e = palloc0(sizeof(PgfCatalogEntry));
 
 		e->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 		e->crc = (uint32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
 		dropped = lappend(dropped, e);
+		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
 	pgformer_restore_user(&owner);
