@@ -34,6 +34,16 @@ pgf_float_bits(float f)
 	return bits;
 }
 
+/* Sum of the partial sums, pairwise (vectorises; no scalar chain). */
+static inline float
+pgf_lanes_sum(float *acc)
+{
+	for (int w = PGF_VEC_LANES / 2; w >= 1; w /= 2)
+		for (int j = 0; j < w; j++)
+			acc[j] += acc[j + w];
+	return acc[0];
+}
+
 /* sum a[i] * b[i], i < n */
 static inline float
 pgf_vdot(const float *restrict a, const float *restrict b, size_t n)
@@ -45,11 +55,12 @@ pgf_vdot(const float *restrict a, const float *restrict b, size_t n)
 	for (; i + PGF_VEC_LANES <= n; i += PGF_VEC_LANES)
 		for (int j = 0; j < PGF_VEC_LANES; j++)
 			acc[j] += a[i + j] * b[i + j];
+	for (; i + 8 <= n; i += 8)
+		for (int j = 0; j < 8; j++)
+			acc[j] += a[i + j] * b[i + j];
 	for (; i < n; i++)
 		s += a[i] * b[i];
-	for (int j = 0; j < PGF_VEC_LANES; j++)
-		s += acc[j];
-	return s;
+	return s + pgf_lanes_sum(acc);
 }
 
 /* sum a[i], i < n */
@@ -65,9 +76,7 @@ pgf_vsum(const float *restrict a, size_t n)
 			acc[j] += a[i + j];
 	for (; i < n; i++)
 		s += a[i];
-	for (int j = 0; j < PGF_VEC_LANES; j++)
-		s += acc[j];
-	return s;
+	return s + pgf_lanes_sum(acc);
 }
 
 /* sum (a[i] - c)^2, i < n */
@@ -87,9 +96,7 @@ pgf_vsumsq_centered(const float *restrict a, float c, size_t n)
 		}
 	for (; i < n; i++)
 		s += (a[i] - c) * (a[i] - c);
-	for (int j = 0; j < PGF_VEC_LANES; j++)
-		s += acc[j];
-	return s;
+	return s + pgf_lanes_sum(acc);
 }
 
 /* max a[i], i < n (n >= 1); NaN entries are ignored unless all are NaN */

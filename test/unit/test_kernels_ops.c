@@ -260,11 +260,13 @@ test_linear_variants(void)
 		naive_linear(ref, xs, 6, w, rows, cols, NULL);
 		pgf_linear(ys, xs, 1, &m, NULL, &a2);
 		e1 = rel_error(ys, ref, rows);
-		pgf_linear(ys, xs, 6, &m, NULL, &a2);
+		pgf_linear(ys, xs, 6, &m, NULL, NULL);
 		e6 = rel_error(ys, ref, 6 * rows);
 		tap_ok(e1 <= 1e-5 && e6 <= 1e-5,
-			   "linear q8 quant_block 48 (blocks across chunks), n=1 and n=6 vs naive (%.2g, %.2g)",
+			   "linear q8 quant_block 48 (blocks across chunks), n=1 and n=6 (rows 4 + 2) vs naive (%.2g, %.2g)",
 			   e1, e6);
+		pgf_linear(ys, xs, 6, &m, NULL, &a2);
+		check_rel(ys, ref, 6 * rows, 1e-5, "linear q8 quant_block 48 n=6 through tiles vs naive");
 		test_arena_free(&a2);
 		free(q);
 		free(scales);
@@ -278,6 +280,89 @@ test_linear_variants(void)
 	free(y0);
 	free(acc);
 	free(naive);
+}
+
+/*
+ * Every dtype on odd shapes: columns not a multiple of the vector width
+ * (tails), Q8 blocks of 4 (the scalar path), one to nine input rows, with
+ * and without scratch, against a naive loop on weights dequantised here.
+ */
+static void
+test_linear_odd_shapes(void)
+{
+	static const PgfDType dts[] = {PGF_DTYPE_F32, PGF_DTYPE_F16, PGF_DTYPE_BF16, PGF_DTYPE_Q8};
+	int			rows = 37,
+				cols = 100,
+				qb = 4;
+
+	for (int d = 0; d < 4; d++)
+	{
+		float	   *w = malloc(sizeof(float) * rows * cols);
+		uint16_t   *h = malloc(sizeof(uint16_t) * rows * cols);
+		int8_t	   *q = malloc(rows * cols);
+		float	   *scales = malloc(sizeof(float) * rows * cols / qb);
+		float	   *x = test_rand_floats(9 * cols, 1);
+		float	   *bias = test_rand_floats(rows, 1);
+		float	   *y = malloc(sizeof(float) * 9 * rows);
+		float	   *ref = malloc(sizeof(float) * 9 * rows);
+		PgfMatrix	m = pgf_matrix_f32(w, rows, cols);
+		double		worst = 0;
+
+		for (int i = 0; i < rows * cols; i++)
+		{
+			float		v = test_rand();
+
+			switch (dts[d])
+			{
+				case PGF_DTYPE_F16:
+					h[i] = (uint16_t) (0x3000 + ((int) ((v + 1) * 3000) & 0x3fff)) ^
+						(v < 0 ? 0x8000 : 0);
+					w[i] = pgf_f16_to_f32(h[i]);
+					break;
+				case PGF_DTYPE_BF16:
+					h[i] = (uint16_t) (pgf_float_bits(v) >> 16);
+					w[i] = pgf_bf16_to_f32(h[i]);
+					break;
+				case PGF_DTYPE_Q8:
+					if (i % qb == 0)
+						scales[i / qb] = 0.01f * (1.5f + v);
+					q[i] = (int8_t) (int) (v * 127);
+					w[i] = scales[i / qb] * q[i];
+					break;
+				default:
+					w[i] = v;
+			}
+		}
+		if (dts[d] != PGF_DTYPE_F32)
+		{
+			m.dtype = dts[d];
+			m.data = dts[d] == PGF_DTYPE_Q8 ? (const void *) q : (const void *) h;
+			m.scales = scales;
+			m.quant_block = qb;
+		}
+		for (int n = 1; n <= 9; n++)
+			for (int use_scratch = 0; use_scratch < 2; use_scratch++)
+			{
+				PgfArena	a = test_arena(pgf_linear_scratch_bytes(&m, n));
+				double		e;
+
+				naive_linear(ref, x, n, w, rows, cols, bias);
+				pgf_linear(y, x, n, &m, bias, use_scratch ? &a : NULL);
+				e = rel_error(y, ref, (size_t) n * rows);
+				worst = e > worst ? e : worst;
+				test_arena_free(&a);
+			}
+		tap_ok(worst <= 1e-5, "linear %s [37, 100] (q8 block 4), n = 1..9, with and without scratch, vs naive (%.2g)",
+			   dtypes[d], worst);
+		free(w);
+		free(h);
+		free(q);
+		free(scales);
+		free(x);
+		free(bias);
+		free(y);
+		free(ref);
+	}
 }
 
 /* pgf_matrix_row and pgf_embedding_gather for every dtype. */
@@ -681,11 +766,12 @@ int
 main(void)
 {
 	golden_open();
-	tap_plan(34 + 24 + 4 + 4 + 1 + 6 + 3 + 11 + 3 + 1 + 7);
+	tap_plan(34 + 24 + 5 + 4 + 4 + 1 + 6 + 3 + 11 + 3 + 1 + 7);
 	test_gemm_golden();
 	test_gemm_sweep();
 	test_linear();
 	test_linear_variants();
+	test_linear_odd_shapes();
 	test_embedding();
 	test_half_conversion();
 	test_norms();
