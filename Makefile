@@ -73,6 +73,11 @@ test/unit/bin/%: test/unit/%.c test/unit/tap.h $(CORE_OBJS)
 
 unit-build: $(UNIT_BINS)
 
+# Runs every unit-test binary after generating the reference data each needs
+# (every section below adds its generator to unit-data).
+unit: unit-build unit-data
+	test/run.sh unit
+
 # PyTorch references for the kernel tests (generated, git-ignored).
 KERNEL_GOLDEN = test/unit/golden/kernels.pgf
 $(KERNEL_GOLDEN): tools/golden_kernels.py tools/pgf.py proto/model.proto
@@ -80,8 +85,7 @@ $(KERNEL_GOLDEN): tools/golden_kernels.py tools/pgf.py proto/model.proto
 	$(PYTHON) tools/golden_kernels.py $@
 $(filter test/unit/bin/test_kernels_%,$(UNIT_BINS)): test/unit/kernels_golden.h kernels/vec.h
 
-unit: unit-build $(KERNEL_GOLDEN)
-	test/run_unit.sh $(UNIT_BINS)
+unit-data: $(KERNEL_GOLDEN)
 
 # PyTorch and tokenizer references for the decoder, SOLO and tokenizer tests.
 SOLO_GOLDEN = test/unit/golden/solo_ref.pgf
@@ -89,21 +93,21 @@ $(SOLO_GOLDEN): tools/golden_solo.py tools/llama.py tools/tokenizer_ref.py tools
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/golden_solo.py $(dir $@)
 $(filter test/unit/bin/test_decoder test/unit/bin/test_solo test/unit/bin/test_tokenizer,$(UNIT_BINS)): test/unit/solo_golden.h
-unit: $(SOLO_GOLDEN)
+unit-data: $(SOLO_GOLDEN)
 
 # PIL / torch references for the image codec (generated, git-ignored).
 IMAGE_GOLDEN = test/unit/golden/image/manifest.txt
 $(IMAGE_GOLDEN): tools/golden_image.py $(wildcard test/fixtures/images/photos/*)
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/golden_image.py $(dir $@)
-unit: $(IMAGE_GOLDEN)
+unit-data: $(IMAGE_GOLDEN)
 
 # PyTorch references for the FinTRec tests (generated, git-ignored).
 FINTREC_GOLDEN = test/unit/golden/fintrec/models.txt
 $(FINTREC_GOLDEN): tools/golden_fintrec.py tools/fintrec.py tools/export_fintrec.py tools/pgf.py proto/model.proto $(wildcard demo/models/fintrec*.pgf)
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/golden_fintrec.py $(dir $@)
-unit: $(FINTREC_GOLDEN)
+unit-data: $(FINTREC_GOLDEN)
 
 # ---- whole-project entry points -------------------------------------------
 
@@ -127,5 +131,5 @@ $(FIXTURES)/.stamp: tools/make_test_fixtures.py tools/block_stack.py tools/pgf.p
 	@touch $@
 
 fixtures: $(FIXTURES)/.stamp
-unit: fixtures
-.PHONY: fixtures
+unit-data: fixtures
+.PHONY: fixtures unit-data

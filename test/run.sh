@@ -8,7 +8,11 @@
 #      restarted,
 #   5. starts one without the preload and runs test/nopreload,
 # and ends with the line `tests: N passed, N failed`.
+#
+#   test/run.sh          everything
+#   test/run.sh unit     only the C unit tests (`make unit`; no server)
 set -u
+mode=${1:-all}
 cd "$(dirname "$0")/.."
 root=$(pwd)
 passed=0
@@ -38,6 +42,33 @@ finish() {
 	exit $?
 }
 
+# Runs the C unit tests, counting their TAP.
+run_unit() {
+	local bin out rc
+	if ! make -j2 unit-build fixtures >"$log_dir/unit-build.log" 2>&1; then
+		tail -40 "$log_dir/unit-build.log"
+		failed=$((failed + 1))
+		return
+	fi
+	for bin in test/unit/bin/test_*; do
+		out=$log_dir/$(basename "$bin").tap
+		"$bin" >"$out" 2>&1
+		rc=$?
+		if count_tap "$out" "$rc"; then
+			echo "ok   $(basename "$bin") ($(grep -cE '^ok ' "$out") tests)"
+		else
+			echo "FAIL $(basename "$bin")"
+			grep -E '^not ok|^#' "$out" | head -20
+		fi
+	done
+}
+
+if [ "$mode" = unit ]; then
+	note "unit tests"
+	run_unit
+	finish
+fi
+
 note "dependencies"
 if ! tools/setup-deps.sh; then
 	failed=$((failed + 1)); finish
@@ -57,21 +88,7 @@ if ! $install_cmd >"$log_dir/install.log" 2>&1; then
 fi
 
 note "unit tests"
-if ! make -j2 unit-build fixtures >"$log_dir/unit-build.log" 2>&1; then
-	tail -40 "$log_dir/unit-build.log"
-	failed=$((failed + 1)); finish
-fi
-for bin in test/unit/bin/test_*; do
-	out=$log_dir/$(basename "$bin").tap
-	"$bin" >"$out" 2>&1
-	rc=$?
-	if count_tap "$out" "$rc"; then
-		echo "ok   $(basename "$bin") ($(grep -cE '^ok ' "$out") tests)"
-	else
-		echo "FAIL $(basename "$bin")"
-		grep -E '^not ok|^#' "$out" | head -20
-	fi
-done
+run_unit
 
 # Runs every .sql file of a folder with pg_prove against database $db.
 run_pgtap() {
