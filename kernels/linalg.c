@@ -569,6 +569,8 @@ linear_impl(float *y, const float *x, int n, const PgfMatrix *w,
 {
 	if (n <= 0 || w->rows <= 0)
 		return;
+	if (y < x + (size_t) n * w->cols && x < y + (size_t) n * w->rows)
+		pgf_fatal("linear layer [%d, %d]: the output overlaps the input", w->rows, w->cols);
 	if (w->dtype == PGF_DTYPE_F32)
 		pgf_gemm(false, true, n, w->rows, w->cols, 1.0f, x, w->cols,
 				 (const float *) w->data, w->cols, beta, y, w->rows);
