@@ -135,13 +135,15 @@ _PG_init(void)
 							4096, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MB,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("pgformer.max_models",
-							"Model versions the shared registry tracks at once.",
-							"Needs shared_preload_libraries = 'pgformer'.",
-							&pgformer_max_models,
-							64, 4, 65536,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
+	/* a server-start setting can only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("pgformer.max_models",
+								"Model versions the shared registry tracks at once.",
+								"Needs shared_preload_libraries = 'pgformer'.",
+								&pgformer_max_models,
+								64, 4, 65536,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
 	DefineCustomStringVariable("pgformer.default_model",
 							   "Model used when a call names none.",
 							   NULL,
