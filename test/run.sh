@@ -2,7 +2,8 @@
 # The whole test suite (`make test`):
 #   1. installs missing Debian packages (tools/setup-deps.sh),
 #   2. builds and installs the extension,
-#   3. runs the C unit tests (TAP, against PyTorch goldens),
+#   3. runs the C unit tests (TAP, against PyTorch goldens) and fuzzes the
+#      model-file reader for 20 seconds,
 #   4. starts a throwaway cluster with pgformer preloaded and runs the pgTAP
 #      suites in test/sql with pg_prove, then checks the server never
 #      restarted,
@@ -89,6 +90,16 @@ fi
 
 note "unit tests"
 run_unit
+
+note "fuzzing the model-file reader (20 s)"
+if test/fuzz/run.sh 20 >"$log_dir/fuzz.log" 2>&1; then
+	echo "ok   $(grep -E '^Done [0-9]+ runs' "$log_dir/fuzz.log" | head -1): no crash, leak or overread"
+	passed=$((passed + 1))
+else
+	echo "FAIL the fuzzer found a problem (inputs in build/fuzz/)"
+	tail -30 "$log_dir/fuzz.log"
+	failed=$((failed + 1))
+fi
 
 # Runs every .sql file of a folder with pg_prove against database $db.
 run_pgtap() {
