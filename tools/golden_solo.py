@@ -3,6 +3,8 @@ and tokenizer unit tests (test/unit/test_decoder.c, test_solo.c,
 test_tokenizer.c).
 
 Usage: /usr/bin/python3 tools/golden_solo.py OUT_DIR
+       .venv/bin/python tools/golden_solo.py --smollm2 MODEL.gguf OUT_DIR
+           (optional, `make unit-smollm2`: needs PyPI gguf and tokenizers)
 
 Writes into OUT_DIR (seeded: the same files on every run):
   solo_a.pgf, solo_a_bf16.pgf, solo_a_q8.pgf
@@ -224,7 +226,58 @@ def tokenizer_cases(g, tok):
     tok._hf = None
 
 
+SMOLLM2_PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain in one sentence what a database index is.",
+    "List three colours of the rainbow.",
+    "What is 12 plus 30?",
+    "Translate 'good morning' into French.",
+]
+
+
+def smollm2(gguf_path, out):
+    """The optional SmolLM2-135M-Instruct checks (make unit-smollm2): the
+    converted model as f32 and q8, greedy tokens of the PyTorch reference on
+    the same (dequantised) weights, and tokenizer ids from PyPI `tokenizers`."""
+    import convert_hf
+    torch.set_num_threads(1)
+    os.makedirs(out, exist_ok=True)
+    model, tok, cfg = convert_hf.load(gguf_path)
+    meta = {"source": os.path.basename(gguf_path)}
+    paths = {}
+    for dtype in ("f32", "q8"):
+        paths[dtype] = os.path.join(out, "smollm2_%s.pgf" % dtype)
+        llama.save_pgf(model, paths[dtype], "SmolLM2-135M-Instruct", dtype, tok, None, meta)
+    max_new = 32
+    g = Golden()
+    g.i("count", [len(SMOLLM2_PROMPTS)])
+    g.i("max_new", [max_new])
+    for dtype in ("f32", "q8"):
+        m = model if dtype == "f32" else llama.load_pgf(paths[dtype])[0]
+        for i, prompt in enumerate(SMOLLM2_PROMPTS):
+            ids, _ = llama.build_prompt(m.cfg, tok, m.cfg.text_template, None, prompt)
+            toks = m.greedy(m.embed(torch.tensor([ids])), max_new, m.cfg.stop_ids,
+                            m.cfg.suppress_from)
+            g.i("%s.prompt.%d.tokens" % (dtype, i), toks)
+            if dtype == "f32":
+                g.i("prompt.%d.text" % i, list(prompt.encode("utf-8")))
+                print("smollm2: %r -> %r" % (prompt, tok.decode(toks)))
+    g.w.write(os.path.join(out, "gen_ref.pgf"))
+    t = Golden()
+    texts = TRICKY + license_paragraphs()
+    t.i("tok.count", [len(texts)])
+    for i, text in enumerate(texts):
+        t.i("tok.text.%d" % i, list(text.encode("utf-8")))
+        for tag, specials in (("s", True), ("p", False)):
+            t.i("smollm2.smollm2.%d.%s" % (i, tag), tok.encode(text, specials))
+    t.w.write(os.path.join(out, "tok_ref.pgf"))
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--smollm2":
+        smollm2(sys.argv[2], sys.argv[3])
+        return
     out = sys.argv[1] if len(sys.argv) > 1 else "test/unit/golden"
     os.makedirs(out, exist_ok=True)
     g = Golden()
