@@ -46,7 +46,7 @@ finish() {
 # Runs the C unit tests, counting their TAP.
 run_unit() {
 	local bin out rc
-	if ! make -j2 unit-build fixtures >"$log_dir/unit-build.log" 2>&1; then
+	if ! make -j2 unit-build unit-data >"$log_dir/unit-build.log" 2>&1; then
 		tail -40 "$log_dir/unit-build.log"
 		failed=$((failed + 1))
 		return
