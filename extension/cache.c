@@ -708,6 +708,23 @@ pgformer_release(PgfMapped *m, int64 elapsed_us)
 		unmap(m);
 }
 
+void
+pgformer_note_unknown(PgfMapped *m, int64 count)
+{
+	if (count <= 0)
+		return;
+	m->unknown_inputs += count;
+	pgformer_registry_note_unknown(m->registry_slot, count);
+}
+
+uint64
+pgformer_catalog_generation(void)
+{
+	/* the relcache callback bumps it: take in pending invalidations first */
+	AcceptInvalidationMessages();
+	return catalog_generation;
+}
+
 List *
 pgformer_backend_mappings(void)
 {

@@ -137,8 +137,8 @@ pgformer_cache_status(PG_FUNCTION_ARGS)
 		PgfRegistryRow *row = NULL;
 		PgfMapped  *mapped = NULL;
 		ListCell   *lc2;
-		Datum		values[8];
-		bool		nulls[8] = {false};
+		Datum		values[9];
+		bool		nulls[9] = {false};
 
 		pgformer_cache_path(path, e->id, e->crc);
 		on_disk = stat(path, &st) == 0;
@@ -180,8 +180,10 @@ pgformer_cache_status(PG_FUNCTION_ARGS)
 			values[6] = TimestampTzGetDatum(mapped ? mapped->last_used : 0);
 			nulls[6] = (mapped == NULL || mapped->last_used == 0);
 		}
-		values[7] = CStringGetTextDatum(path);
-		nulls[7] = !on_disk;
+		values[7] = Int64GetDatum(shared ? (row ? row->unknown_inputs : 0) :
+								  (mapped ? mapped->unknown_inputs : 0));
+		values[8] = CStringGetTextDatum(path);
+		nulls[8] = !on_disk;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -44,6 +44,7 @@ typedef struct PgfMapped
 	bool		current;		/* still the newest version of its name */
 	int			registry_slot;	/* shared registry entry, or -1 */
 	int64		calls;			/* calls in this backend */
+	int64		unknown_inputs; /* inputs replaced by unknown/default rows */
 	TimestampTz last_used;
 
 	/*
@@ -67,6 +68,15 @@ extern PgfMapped *pgformer_acquire_version(const char *name, int32 version);
 
 /* Gives a model back; records one call of elapsed_us microseconds (< 0: no call). */
 extern void pgformer_release(PgfMapped *m, int64 elapsed_us);
+
+/*
+ * Counts inputs a call could not use as given (ids the model never saw,
+ * missing or out-of-vocabulary features), shown by pgformer_cache.
+ */
+extern void pgformer_note_unknown(PgfMapped *m, int64 count);
+
+/* Changes whenever the model store or the bindings may have changed. */
+extern uint64 pgformer_catalog_generation(void);
 
 /* Every mapping this backend holds (for inspection functions). */
 extern List *pgformer_backend_mappings(void);
@@ -99,6 +109,9 @@ extern void pgformer_restore_user(PgfOwnerContext *ctx);
 
 /* Sets up the mapping cache (transaction and relcache callbacks). */
 extern void pgformer_cache_init(void);
+
+/* Each architecture's SQL module registers its binding roles. */
+extern void pgformer_recommend_init(void);
 
 /* ---- per-backend working memory ----------------------------------------- */
 

@@ -40,6 +40,7 @@ typedef struct RegistryEntry
 	pg_atomic_uint64 calls;
 	pg_atomic_uint64 total_us;
 	pg_atomic_uint64 last_used;
+	pg_atomic_uint64 unknown_inputs;
 } RegistryEntry;
 
 typedef struct Registry
@@ -95,6 +96,7 @@ registry_shmem_startup(void)
 			pg_atomic_init_u64(&e->calls, 0);
 			pg_atomic_init_u64(&e->total_us, 0);
 			pg_atomic_init_u64(&e->last_used, 0);
+			pg_atomic_init_u64(&e->unknown_inputs, 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -227,6 +229,7 @@ claim_slot(const PgfRegistryKey *key)
 		pg_atomic_write_u64(&e->calls, 0);
 		pg_atomic_write_u64(&e->total_us, 0);
 		pg_atomic_write_u64(&e->last_used, 0);
+		pg_atomic_write_u64(&e->unknown_inputs, 0);
 	}
 	e = &registry->entries[slot];
 	strlcpy(e->name, key->name, NAMEDATALEN);
@@ -325,6 +328,14 @@ pgformer_registry_note_call(int slot, int64 elapsed_us)
 	pg_atomic_write_u64(&e->last_used, (uint64) GetCurrentTimestamp());
 }
 
+void
+pgformer_registry_note_unknown(int slot, int64 count)
+{
+	if (registry == NULL || slot < 0 || count <= 0)
+		return;
+	pg_atomic_fetch_add_u64(&registry->entries[slot].unknown_inputs, (uint64) count);
+}
+
 int
 pgformer_registry_pins(Oid dboid, int64 model_id)
 {
@@ -398,6 +409,7 @@ pgformer_registry_rows(void)
 		row->calls = (int64) pg_atomic_read_u64(&e->calls);
 		row->total_us = (int64) pg_atomic_read_u64(&e->total_us);
 		row->last_used = (TimestampTz) pg_atomic_read_u64(&e->last_used);
+		row->unknown_inputs = (int64) pg_atomic_read_u64(&e->unknown_inputs);
 		row->ready = e->state == ENTRY_READY;
 		rows = lappend(rows, row);
 	}

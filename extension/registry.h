@@ -50,6 +50,9 @@ extern void pgformer_registry_detach(int slot);
 /* Counts one call. */
 extern void pgformer_registry_note_call(int slot, int64 elapsed_us);
 
+/* Counts inputs a call replaced because the model did not know them. */
+extern void pgformer_registry_note_unknown(int slot, int64 count);
+
 /* Backends that have this version mapped now (0 without the registry). */
 extern int	pgformer_registry_pins(Oid dboid, int64 model_id);
 
@@ -71,6 +74,7 @@ typedef struct PgfRegistryRow
 	int64		calls;
 	int64		total_us;
 	TimestampTz last_used;
+	int64		unknown_inputs;
 	bool		ready;
 } PgfRegistryRow;
 

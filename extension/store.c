@@ -507,6 +507,14 @@ pgformer_drop(PG_FUNCTION_ARGS)
 		dropped = lappend(dropped, e);
 		MemoryContextSwitchTo(spi);
 	}
+	if (all_versions && dropped != NIL)
+	{
+		/* the name is gone: so are its bindings */
+		query = psprintf("DELETE FROM %s.pgformer_binding WHERE model = $1",
+						 pgformer_schema_quoted());
+		if (SPI_execute_with_args(query, 1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "pgformer: could not delete the model's bindings");
+	}
 	SPI_finish();
 	pgformer_restore_user(&owner);
 

@@ -64,13 +64,15 @@ GRANT SELECT ON pgformer_models TO PUBLIC;
 CREATE FUNCTION pgformer_cache_status(
     OUT name text, OUT version int, OUT bytes bigint, OUT pins int,
     OUT calls bigint, OUT mean_ms float8, OUT last_used timestamptz,
-    OUT file text)
+    OUT unknown_inputs bigint, OUT file text)
     RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'pgformer_cache_status'
     LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
--- pins: backends that have the version mapped now; file: the cache file
--- under $PGDATA (null when not materialised).
+-- pins: backends that have the version mapped now; unknown_inputs: inputs
+-- calls replaced because the model did not know them (item ids it never
+-- saw, missing or out-of-vocabulary features); file: the cache file under
+-- $PGDATA (null when not materialised).
 CREATE VIEW pgformer_cache AS SELECT * FROM pgformer_cache_status();
 GRANT SELECT ON pgformer_cache TO PUBLIC;
 
