@@ -147,5 +147,13 @@ $(FIXTURES)/.stamp: tools/make_test_fixtures.py tools/block_stack.py tools/pgf.p
 	@touch $@
 
 fixtures: $(FIXTURES)/.stamp
+
+# FinTRec requests and PyTorch answers for the SQL parity test
+FINTREC_SQL_CASES = $(FIXTURES)/fintrec_expected.csv
+$(FINTREC_SQL_CASES): $(FINTREC_GOLDEN) tools/fintrec_sql_cases.py tools/golden_fintrec.py tools/fintrec.py
+	@mkdir -p $(FIXTURES)
+	$(PYTHON) tools/fintrec_sql_cases.py $(dir $(FINTREC_GOLDEN)) $(FIXTURES)
+fixtures: $(FINTREC_SQL_CASES)
+
 unit-data: fixtures
 .PHONY: fixtures unit-data

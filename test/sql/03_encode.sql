@@ -49,12 +49,6 @@ SET LOCAL min_parallel_table_scan_size = 0;
 SET LOCAL max_parallel_workers_per_gather = 2;
 CREATE TABLE encode_many AS SELECT g, ARRAY[g % 100, (g * 7) % 100] AS tokens FROM generate_series(1, 2000) g;
 ANALYZE encode_many;
-CREATE FUNCTION pg_temp.plan_of(query text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE line text; plan text := '';
-BEGIN
-    FOR line IN EXECUTE 'EXPLAIN ' || query LOOP plan := plan || line || E'\n'; END LOOP;
-    RETURN plan;
-END $$;
 SELECT matches(pg_temp.plan_of($$SELECT pgformer_encode('bs_tiny', tokens) FROM encode_many$$),
                'Gather', 'pgformer_encode is parallel safe: the scan runs in workers');
 SELECT is((SELECT count(DISTINCT pgformer_encode('bs_tiny', tokens)) FROM encode_many), 100::bigint,
