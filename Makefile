@@ -122,6 +122,13 @@ $(FINTREC_GOLDEN): tools/golden_fintrec.py tools/fintrec.py tools/export_fintrec
 	$(PYTHON) tools/golden_fintrec.py $(dir $@)
 unit-data: $(FINTREC_GOLDEN)
 
+# PyTorch references for the Hiformer tests (generated, git-ignored).
+HIFORMER_GOLDEN = test/unit/golden/hiformer/models.txt
+$(HIFORMER_GOLDEN): tools/golden_hiformer.py tools/hiformer.py tools/export_hiformer.py tools/pgf.py proto/model.proto $(wildcard demo/models/hiformer*.pgf)
+	@mkdir -p $(dir $@)
+	$(PYTHON) tools/golden_hiformer.py $(dir $@)
+unit-data: $(HIFORMER_GOLDEN)
+
 # ---- whole-project entry points -------------------------------------------
 
 test:
