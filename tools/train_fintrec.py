@@ -36,6 +36,14 @@ from fintrec import Config, FinTRec, Sequence, build, collate  # noqa: E402
 
 
 def base_config(data, variant, args):
+    if variant == "sasrec":
+        # the baseline users know: no time, no event types, tied table, ReLU
+        return Config(variant="decoder", n_items=data.n_items, max_events=args.max_events,
+                      d_model=args.d, n_layers=args.layers, n_heads=args.heads,
+                      d_ff=args.d, activation="relu", time_encoding=False,
+                      time_bias=False, learned_positions=True, scale_embeddings=True,
+                      tied_item_table=True, score_transform=False, item_bias=False,
+                      placement_bias=False, readout_last_event=True, dropout=args.dropout)
     return Config(variant=variant, n_items=data.n_items, n_event_types=N_EVENT_TYPES,
                   n_channels=1, n_placements=1, max_events=args.max_events,
                   d_model=args.d, n_layers=args.layers, n_heads=args.heads,
@@ -75,9 +83,15 @@ def decoder_batch(cfg, data, windows, rng, args):
         tg = np.concatenate([u["rows"][s:e], [u["rows"][e] if e < n_train else -1]])
         if s > 0:
             tg[0] = -1              # not a cold start: its history is in the previous window
-        lay = build(cfg, Sequence(rows=rows, times=times, types=types), query_times=qt)
-        t = np.full(len(lay["kind"]), -1, np.int64)
-        t[lay["kind"] == 4] = tg
+        if cfg.readout_last_event:
+            # SASRec: the output at event i predicts event i + 1
+            lay = build(cfg, Sequence(rows=rows, times=times, types=types))
+            t = np.full(len(lay["kind"]), -1, np.int64)
+            t[lay["kind"] == 3] = tg[1:]
+        else:
+            lay = build(cfg, Sequence(rows=rows, times=times, types=types), query_times=qt)
+            t = np.full(len(lay["kind"]), -1, np.int64)
+            t[lay["kind"] == 4] = tg
         lays.append(lay)
         targets.append(t)
     batch = collate(cfg, lays)
@@ -123,12 +137,12 @@ def train(variant, data, args, log):
     model = FinTRec(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd, foreach=True)
     best = (-1.0, None, -1)
-    if variant == "decoder":
+    if cfg.variant == "decoder":
         units = decoder_windows(data, cfg.max_events)
     for epoch in range(1, args.epochs + 1):
         model.train()
         t0 = time.time()
-        if variant == "decoder":
+        if cfg.variant == "decoder":
             # batches of similar length
             order = rng.permutation(len(units))
             chunks = [order[i:i + args.batch * 8] for i in range(0, len(order), args.batch * 8)]
@@ -199,7 +213,8 @@ def main():
     log("%d ratings, %d users, %d items" % (data.n_ratings, len(data.users), len(data.item_ids)))
     pop = popularity(data, "test")
     log("popularity: test HR@10 %.4f NDCG@10 %.4f" % pop)
-    names = {"decoder": "fintrec_movielens", "encoder": "fintrec_movielens_encoder"}
+    names = {"decoder": "fintrec_movielens", "encoder": "fintrec_movielens_encoder",
+             "sasrec": "sasrec_movielens"}
     for variant in args.variants.split(","):
         t0 = time.time()
         model, epoch = train(variant, data, args, log)
