@@ -9,8 +9,8 @@
  *      matrix [len, len];
  *   3. one pgf_stack_forward over the packed segments (prefix-LM causal or
  *      bidirectional mask per segment);
- *   4. gather h_u per user, apply W_c, one GEMM against the item table
- *      (+ per-item bias);
+ *   4. gather h_u per user, apply W_c; then one GEMM of all users' vectors
+ *      against the item table (+ per-item bias);
  *   5. per user: mark pad/unknown/seen rows NaN (work proportional to the
  *      user's events, not the catalogue), top-k, ids, placement bias.
  */
@@ -377,9 +377,9 @@ floats(size_t n)
 }
 
 /*
- * Mirrors the allocations of forward() and build_tokens(): what lives
- * through the call, then the larger of the token/stack phase and the
- * scoring phase.
+ * Mirrors the allocations of score_users(), user_vectors() and
+ * build_tokens(): u lives through the call; the token/stack phase and the
+ * scoring phase come one after the other.
  */
 size_t
 fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch)
@@ -390,13 +390,15 @@ fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch)
 	size_t		d = (size_t) m->d;
 	size_t		rows = (size_t) m->n_rows;
 	size_t		chunk = B < FINTREC_SCORE_CHUNK ? B : FINTREC_SCORE_CHUNK;
-	size_t		fixed,
+	size_t		layout,
 				build,
 				stack,
+				readout,
+				encode,
 				score,
 				scratch;
 
-	fixed = pgf_arena_round((B + 1) * sizeof(int)) * 2 +	/* offsets, readout */
+	layout = pgf_arena_round((B + 1) * sizeof(int)) * 2 +	/* offsets, readout */
 		pgf_arena_round(B * sizeof(int)) +	/* segment users */
 		pgf_arena_round(B * sizeof(PgfAttnMask)) +
 		floats(B * T * d) +		/* x */
@@ -412,17 +414,17 @@ fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch)
 		floats(T * d) +			/* gathered */
 		floats(T * FINTREC_TIME_FEATURES) + scratch;
 	stack = pgf_stack_scratch_bytes(&m->stack, (int) (B * T), (int) T);
+	readout = floats(B * d) +	/* h */
+		(m->score_w.data ? pgf_linear_scratch_bytes(&m->score_w, (int) B) : 0);
+	encode = build > stack ? build : stack;
+	encode = layout + (encode > readout ? encode : readout);
 
 	scratch = pgf_linear_scratch_bytes(&m->score_table, (int) chunk);
-	if (m->score_w.data && pgf_linear_scratch_bytes(&m->score_w, (int) chunk) > scratch)
-		scratch = pgf_linear_scratch_bytes(&m->score_w, (int) chunk);
 	if (pgf_arena_round(rows * sizeof(int32_t)) > scratch)
 		scratch = pgf_arena_round(rows * sizeof(int32_t));	/* top-k indices */
-	score = floats(B * d) * 2 + floats(B * rows) + scratch;
+	score = floats(B * rows) + scratch;
 
-	if (stack > build)
-		build = stack;
-	return fixed + (build > score ? build : score) + PGF_ARENA_ALIGN;
+	return floats(B * d) + (encode > score ? encode : score) + PGF_ARENA_ALIGN;
 }
 
 /* ---- building one user's tokens --------------------------------------------- */
@@ -551,28 +553,27 @@ build_tokens(const FintrecModel *m, const FintrecEvents *ev, float *x, float *bi
 /* ---- the shared forward ----------------------------------------------------- */
 
 /*
- * Runs B checked requests and leaves the raw logits [B, n_rows] (item bias
- * included, placement bias not) in *logits_out, allocated in the arena.
- * Unknown counts (over all events given) go to n_unknown[b] when not NULL.
+ * Runs B checked requests through the stack and writes each user's query
+ * vector u = W_c h_u (h_u without W_c; zeros for an empty SASRec-style
+ * request) to u [B, d].  Unknown counts (over all events given) go to
+ * n_unknown[b] when not NULL.  Everything else it allocates is released.
  */
 static void
-forward(const FintrecModel *m, const FintrecEvents *users, int B, float **logits_out,
-		int *n_unknown, PgfArena *arena)
+user_vectors(const FintrecModel *m, const FintrecEvents *users, int B, float *u,
+			 int *n_unknown, PgfArena *arena)
 {
+	size_t		mark = pgf_arena_mark(arena),
+				stack_mark;
 	int			d = m->d;
 	int			total = 0,
-				max_len = 0,
 				n_seg = 0;
 	int		   *offsets = pgf_arena_alloc(arena, sizeof(int) * (B + 1));
 	int		   *readout = pgf_arena_alloc(arena, sizeof(int) * (B + 1));
 	int		   *seg_user = pgf_arena_alloc(arena, sizeof(int) * B);
 	PgfAttnMask *masks = pgf_arena_alloc(arena, sizeof(PgfAttnMask) * B);
-	float	   *x;
+	float	   *x,
+			   *h;
 	float	  **bias_of;
-	float	   *h,
-			   *u,
-			   *logits;
-	size_t		mark;
 
 	/* layout: segment s (users with at least one token) owns rows offsets[s].. */
 	offsets[0] = 0;
@@ -586,8 +587,6 @@ forward(const FintrecModel *m, const FintrecEvents *users, int B, float **logits
 			seg_user[n_seg++] = b;
 			total += len;
 			offsets[n_seg] = total;
-			if (len > max_len)
-				max_len = len;
 		}
 		if (n_unknown)
 		{
@@ -618,15 +617,13 @@ forward(const FintrecModel *m, const FintrecEvents *users, int B, float **logits
 		masks[s].slopes = m->time_bias ? m->slopes : NULL;
 	}
 
-	mark = pgf_arena_mark(arena);
+	stack_mark = pgf_arena_mark(arena);
 	if (n_seg > 0)
 		pgf_stack_forward(&m->stack, x, n_seg, offsets, masks, NULL, arena);
-	pgf_arena_reset(arena, mark);
+	pgf_arena_reset(arena, stack_mark);
 
-	/* h_u per user (zeros for an empty SASRec-style sequence) */
+	/* h_u: the read-out token's final state */
 	h = pgf_arena_floats(arena, (size_t) B * d);
-	u = pgf_arena_floats(arena, (size_t) B * d);
-	logits = pgf_arena_floats(arena, (size_t) B * m->n_rows);
 	for (int b = 0; b < B; b++)
 	{
 		if (readout[b] >= 0)
@@ -634,25 +631,39 @@ forward(const FintrecModel *m, const FintrecEvents *users, int B, float **logits
 		else
 			memset(h + (size_t) b * d, 0, sizeof(float) * d);
 	}
+	if (m->score_w.data)
+		pgf_linear(u, h, B, &m->score_w, NULL, arena);
+	else
+		memcpy(u, h, sizeof(float) * (size_t) B * d);
+	pgf_arena_reset(arena, mark);
+}
 
-	/* one GEMM per chunk of users over the item table */
+/*
+ * Runs B checked requests and returns their raw logits [B, n_rows] (item
+ * bias included, placement bias not), allocated in the arena: one GEMM per
+ * chunk of FINTREC_SCORE_CHUNK users over the item table.
+ */
+static float *
+score_users(const FintrecModel *m, const FintrecEvents *users, int B, int *n_unknown,
+			PgfArena *arena)
+{
+	int			d = m->d;
+	float	   *u = pgf_arena_floats(arena, (size_t) B * d);
+	float	   *logits;
+
+	user_vectors(m, users, B, u, n_unknown, arena);
+	logits = pgf_arena_floats(arena, (size_t) B * m->n_rows);
 	for (int b0 = 0; b0 < B; b0 += FINTREC_SCORE_CHUNK)
 	{
 		int			nb = B - b0 < FINTREC_SCORE_CHUNK ? B - b0 : FINTREC_SCORE_CHUNK;
-		const float *uh = h + (size_t) b0 * d;
+		size_t		mark = pgf_arena_mark(arena);
 
 		pgf_check_interrupts();
-		mark = pgf_arena_mark(arena);
-		if (m->score_w.data)
-		{
-			pgf_linear(u + (size_t) b0 * d, uh, nb, &m->score_w, NULL, arena);
-			uh = u + (size_t) b0 * d;
-		}
-		pgf_linear(logits + (size_t) b0 * m->n_rows, uh, nb, &m->score_table,
-				   m->bias_item, arena);
+		pgf_linear(logits + (size_t) b0 * m->n_rows, u + (size_t) b0 * d, nb,
+				   &m->score_table, m->bias_item, arena);
 		pgf_arena_reset(arena, mark);
 	}
-	*logits_out = logits;
+	return logits;
 }
 
 /* Top k of one user's logits row (destroys it: excluded rows become NaN). */
@@ -705,7 +716,7 @@ fintrec_recommend_batch(const FintrecModel *m, const FintrecEvents *users, int n
 	if (n_users == 0)
 		return 0;
 	mark = pgf_arena_mark(arena);
-	forward(m, users, n_users, &logits, n_unknown, arena);
+	logits = score_users(m, users, n_users, n_unknown, arena);
 	idx = pgf_arena_alloc(arena, sizeof(int32_t) * m->n_rows);
 	for (int b = 0; b < n_users; b++)
 		out_counts[b] = select_top(m, &users[b], logits + (size_t) b * m->n_rows, k,
@@ -739,10 +750,24 @@ fintrec_logits(const FintrecModel *m, const FintrecEvents *ev, float *out_logits
 	if (check_request(m, ev, -1, err, errlen) != 0)
 		return -1;
 	mark = pgf_arena_mark(arena);
-	forward(m, ev, 1, &logits, n_unknown, arena);
+	logits = score_users(m, ev, 1, n_unknown, arena);
 	shift = m->bias_place ? m->bias_place[ev->placement] : 0.0f;
 	for (int i = 0; i < m->n_rows; i++)
 		out_logits[i] = logits[i] + shift;
+	pgf_arena_reset(arena, mark);
+	return 0;
+}
+
+int
+fintrec_user_vector(const FintrecModel *m, const FintrecEvents *ev, float *out,
+					int *n_unknown, PgfArena *arena, char *err, size_t errlen)
+{
+	size_t		mark;
+
+	if (check_request(m, ev, -1, err, errlen) != 0)
+		return -1;
+	mark = pgf_arena_mark(arena);
+	user_vectors(m, ev, 1, out, n_unknown, arena);
 	pgf_arena_reset(arena, mark);
 	return 0;
 }

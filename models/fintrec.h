@@ -151,6 +151,15 @@ int			fintrec_logits(const FintrecModel *m, const FintrecEvents *ev,
 						   float *out_logits, int *n_unknown, PgfArena *arena,
 						   char *err, size_t errlen);
 
+/*
+ * The user's query vector u [d] (u = W_c h_u), such that the logit of item
+ * row a is u . T[a] + beta_a + beta_place: what an inner-product index over
+ * the scoring table needs.  Returns 0 or -1 with a message.
+ */
+int			fintrec_user_vector(const FintrecModel *m, const FintrecEvents *ev,
+								float *out, int *n_unknown, PgfArena *arena,
+								char *err, size_t errlen);
+
 /* Item-table row of an external id, or the unknown row. */
 int			fintrec_item_row(const FintrecModel *m, int64_t id);
 

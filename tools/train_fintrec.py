@@ -140,6 +140,9 @@ def train(variant, data, args, log):
     if cfg.variant == "decoder":
         units = decoder_windows(data, cfg.max_events)
     for epoch in range(1, args.epochs + 1):
+        # linear decay to 0 over the run
+        for group in opt.param_groups:
+            group["lr"] = args.lr * (1.0 - (epoch - 1) / args.epochs)
         model.train()
         t0 = time.time()
         if cfg.variant == "decoder":

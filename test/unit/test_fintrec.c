@@ -25,7 +25,7 @@
 #define TOL 1e-4
 #define TOP 10
 #define MAX_MODELS 8
-#define CHECKS_PER_MODEL 9
+#define CHECKS_PER_MODEL 10
 #define GENERAL_CHECKS 14
 
 typedef struct Loaded
@@ -376,6 +376,41 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 		free(idx);
 		free(ref_s);
 		tap_ok(fail == 0, "%s: with exclude_seen off, seen items are ranked too", name);
+	}
+
+	/* the user vector reproduces the logits: u . T[a] + beta_a + beta_place */
+	{
+		float	   *u = malloc(sizeof(float) * m->d);
+		float	   *t = malloc(sizeof(float) * m->d);
+		double		vworst = 0;
+		int			vfail = 0;
+
+		for (int i = 0; i < c->n; i += 9)
+		{
+			FintrecEvents ev = case_events(c, i);
+
+			if (fintrec_user_vector(m, &ev, u, NULL, &arena, err, sizeof(err)) != 0)
+			{
+				vfail++;
+				continue;
+			}
+			for (int r = m->item_first; r < c->R; r += 13)
+			{
+				double		dot = 0;
+
+				pgf_matrix_row(t, &m->score_table, r);
+				for (int j = 0; j < m->d; j++)
+					dot += (double) u[j] * t[j];
+				dot += (m->bias_item ? m->bias_item[r] : 0) +
+					(m->bias_place ? m->bias_place[ev.placement] : 0);
+				if (fabs(dot - c->logits[(size_t) i * c->R + r]) > vworst)
+					vworst = fabs(dot - c->logits[(size_t) i * c->R + r]);
+			}
+		}
+		tap_ok(vfail == 0 && vworst <= TOL,
+			   "%s: the user vector scores items like the logits (max abs diff %.3g)", name, vworst);
+		free(u);
+		free(t);
 	}
 
 	/* cold start and unknown ids on the largest request of unknown ids */
