@@ -7,8 +7,9 @@
  *   2. lay out each user's tokens back to back in x [total, d]:
  *      [FM] [static...] [events, oldest first] [query], and its time-bias
  *      matrix [len, len];
- *   3. one pgf_stack_forward over the packed segments (prefix-LM causal or
- *      bidirectional mask per segment);
+ *   3. the transformer blocks over the packed segments (prefix-LM causal
+ *      or bidirectional mask per segment); the last layer only for the
+ *      read-out token (run_stack);
  *   4. gather h_u per user, apply W_c; then one GEMM of all users' vectors
  *      against the item table (+ per-item bias);
  *   5. per user: mark pad/unknown/seen rows NaN (work proportional to the
@@ -403,7 +404,8 @@ fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch)
 		pgf_arena_round(B * sizeof(PgfAttnMask)) +
 		floats(B * T * d) +		/* x */
 		pgf_arena_round(B * sizeof(float *)) +
-		(m->time_bias ? B * floats(T * T) : 0);
+		(m->time_bias ? B * floats(T * T) : 0) +
+		floats(B * d);			/* hs */
 
 	scratch = m->time_encoding ? pgf_linear_scratch_bytes(&m->time_w, (int) T) : 0;
 	if (m->d_fm && pgf_linear_scratch_bytes(&m->fm_w, 1) > scratch)
@@ -414,6 +416,24 @@ fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch)
 		floats(T * d) +			/* gathered */
 		floats(T * FINTREC_TIME_FEATURES) + scratch;
 	stack = pgf_stack_scratch_bytes(&m->stack, (int) (B * T), (int) T);
+	{
+		/* the pruned last layer (run_stack) */
+		const PgfBlockSpec *spec = &m->stack.spec;
+		size_t		kvd = (size_t) spec->n_kv_heads * spec->head_dim;
+		size_t		last = pgf_block_scratch_bytes(spec, (int) B, (int) T);
+		const PgfBlockWeights *w = &m->stack.layers[m->stack.run[m->stack.n_run > 0 ? m->stack.n_run - 1 : 0]];
+		size_t		proj = pgf_linear_scratch_bytes(&w->wk, (int) (B * T));
+		size_t		pruned;
+
+		if (pgf_linear_scratch_bytes(&w->wv, (int) (B * T)) > proj)
+			proj = pgf_linear_scratch_bytes(&w->wv, (int) (B * T));
+		pruned = floats(B * T * d) + 2 * floats(B * T * kvd) +
+			pgf_arena_round(B * sizeof(PgfKVCache)) +
+			pgf_arena_round(B * sizeof(PgfAttnMask)) +
+			pgf_arena_round((B + 1) * sizeof(int)) + (last > proj ? last : proj);
+		if (pruned > stack)
+			stack = pruned;
+	}
 	readout = floats(B * d) +	/* h */
 		(m->score_w.data ? pgf_linear_scratch_bytes(&m->score_w, (int) B) : 0);
 	encode = build > stack ? build : stack;
@@ -553,6 +573,74 @@ build_tokens(const FintrecModel *m, const FintrecEvents *ev, float *x, float *bi
 /* ---- the shared forward ----------------------------------------------------- */
 
 /*
+ * Runs the stack over packed segments and writes the final state of each
+ * segment's last token to hs [n_seg, d].  Only that token's output is
+ * read, so with pre-norm blocks the last layer is pruned: it computes the
+ * keys and values of every token (norm and two projections), then the
+ * whole block for the last token alone, attending over those keys as a
+ * KV cache.  Releases everything it allocates.
+ */
+static void
+run_stack(const FintrecModel *m, float *x, int n_seg, const int *offsets,
+		  const PgfAttnMask *masks, float *hs, PgfArena *arena)
+{
+	const PgfStack *st = &m->stack;
+	const PgfBlockSpec *spec = &st->spec;
+	int			d = spec->d_model;
+	int			kvd = spec->n_kv_heads * spec->head_dim;
+	int			total = offsets[n_seg];
+	size_t		mark = pgf_arena_mark(arena);
+	bool		prune = st->n_run > 0 && spec->placement == PGF_PRE_NORM &&
+		spec->rope_theta == 0;
+	int			full = prune ? st->n_run - 1 : st->n_run;
+
+	for (int i = 0; i < full; i++)
+	{
+		pgf_check_interrupts();
+		pgf_block_forward(spec, &st->layers[st->run[i]], x, n_seg, offsets, masks, NULL,
+						  arena);
+	}
+	for (int s = 0; s < n_seg; s++)
+		memcpy(hs + (size_t) s * d, x + (size_t) (offsets[s + 1] - 1) * d, sizeof(float) * d);
+	if (prune)
+	{
+		const PgfBlockWeights *w = &st->layers[st->run[full]];
+		float	   *y = pgf_arena_floats(arena, (size_t) total * d);
+		float	   *k = pgf_arena_floats(arena, (size_t) total * kvd);
+		float	   *v = pgf_arena_floats(arena, (size_t) total * kvd);
+		PgfKVCache *caches = pgf_arena_alloc(arena, sizeof(PgfKVCache) * n_seg);
+		PgfAttnMask *last = pgf_arena_alloc(arena, sizeof(PgfAttnMask) * n_seg);
+		int		   *one_each = pgf_arena_alloc(arena, sizeof(int) * (n_seg + 1));
+
+		pgf_check_interrupts();
+		if (spec->norm == PGF_NORM_RMS)
+			pgf_rmsnorm(y, x, total, d, w->ln1_gamma, spec->norm_eps);
+		else
+			pgf_layernorm(y, x, total, d, w->ln1_gamma, w->ln1_beta, spec->norm_eps);
+		pgf_linear(k, y, total, &w->wk, w->bk, arena);
+		pgf_linear(v, y, total, &w->wv, w->bv, arena);
+		for (int s = 0; s <= n_seg; s++)
+			one_each[s] = s;
+		for (int s = 0; s < n_seg; s++)
+		{
+			int			len = offsets[s + 1] - offsets[s];
+
+			caches[s].k = k + (size_t) offsets[s] * kvd;
+			caches[s].v = v + (size_t) offsets[s] * kvd;
+			caches[s].capacity = len;
+			caches[s].len = len - 1;
+			last[s] = masks[s];
+			last[s].q_pos0 = len - 1;
+			if (masks[s].bias)
+				last[s].bias = masks[s].bias + (size_t) (len - 1) * len;
+		}
+		pgf_block_forward(spec, w, hs, n_seg, one_each, last, caches, arena);
+	}
+	pgf_stack_final_norm(st, hs, n_seg);
+	pgf_arena_reset(arena, mark);
+}
+
+/*
  * Runs B checked requests through the stack and writes each user's query
  * vector u = W_c h_u (h_u without W_c; zeros for an empty SASRec-style
  * request) to u [B, d].  Unknown counts (over all events given) go to
@@ -562,8 +650,7 @@ static void
 user_vectors(const FintrecModel *m, const FintrecEvents *users, int B, float *u,
 			 int *n_unknown, PgfArena *arena)
 {
-	size_t		mark = pgf_arena_mark(arena),
-				stack_mark;
+	size_t		mark = pgf_arena_mark(arena);
 	int			d = m->d;
 	int			total = 0,
 				n_seg = 0;
@@ -572,6 +659,7 @@ user_vectors(const FintrecModel *m, const FintrecEvents *users, int B, float *u,
 	int		   *seg_user = pgf_arena_alloc(arena, sizeof(int) * B);
 	PgfAttnMask *masks = pgf_arena_alloc(arena, sizeof(PgfAttnMask) * B);
 	float	   *x,
+			   *hs,
 			   *h;
 	float	  **bias_of;
 
@@ -617,17 +705,17 @@ user_vectors(const FintrecModel *m, const FintrecEvents *users, int B, float *u,
 		masks[s].slopes = m->time_bias ? m->slopes : NULL;
 	}
 
-	stack_mark = pgf_arena_mark(arena);
+	/* the stack: hs [n_seg, d] gets each segment's read-out state */
+	hs = pgf_arena_floats(arena, (size_t) (n_seg > 0 ? n_seg : 1) * d);
 	if (n_seg > 0)
-		pgf_stack_forward(&m->stack, x, n_seg, offsets, masks, NULL, arena);
-	pgf_arena_reset(arena, stack_mark);
+		run_stack(m, x, n_seg, offsets, masks, hs, arena);
 
-	/* h_u: the read-out token's final state */
+	/* h_u per user (zeros for an empty SASRec-style request) */
 	h = pgf_arena_floats(arena, (size_t) B * d);
-	for (int b = 0; b < B; b++)
+	for (int b = 0, s = 0; b < B; b++)
 	{
 		if (readout[b] >= 0)
-			memcpy(h + (size_t) b * d, x + (size_t) readout[b] * d, sizeof(float) * d);
+			memcpy(h + (size_t) b * d, hs + (size_t) s++ * d, sizeof(float) * d);
 		else
 			memset(h + (size_t) b * d, 0, sizeof(float) * d);
 	}
