@@ -660,24 +660,91 @@ pgf_tokenizer_bind(PgfBinder *b, PgfTokenizer *tok, int model_vocab)
 
 /* ---- encode ------------------------------------------------------------ */
 
+typedef struct MergeCandidate
+{
+	int32_t		rank;
+	int32_t		pos;
+} MergeCandidate;
+
 size_t
 pgf_tokenizer_encode_scratch_bytes(size_t len)
 {
-	/* three int arrays per piece and the piece in the byte alphabet */
-	return 3 * pgf_arena_round((len + 1) * sizeof(int32_t)) + pgf_arena_round(2 * len + 1);
+	/* per piece: symbols, links, a heap of candidate merges, the piece in
+	 * the byte alphabet */
+	return 3 * pgf_arena_round((len + 1) * sizeof(int32_t)) +
+		pgf_arena_round(3 * (len + 1) * sizeof(MergeCandidate)) +
+		pgf_arena_round(2 * len + 1);
 }
 
-/* BPE over one pre-tokenized piece; returns the ids written. */
+/* Min-heap of candidate merges ordered by (rank, position), as Hugging
+ * Face's BPE orders them. */
+static bool
+candidate_before(MergeCandidate a, MergeCandidate b)
+{
+	return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos);
+}
+
+static void
+heap_push(MergeCandidate *heap, int *n, MergeCandidate c)
+{
+	int			i = (*n)++;
+
+	while (i > 0)
+	{
+		int			parent = (i - 1) / 2;
+
+		if (!candidate_before(c, heap[parent]))
+			break;
+		heap[i] = heap[parent];
+		i = parent;
+	}
+	heap[i] = c;
+}
+
+static MergeCandidate
+heap_pop(MergeCandidate *heap, int *n)
+{
+	MergeCandidate top = heap[0],
+				last = heap[--(*n)];
+	int			i = 0;
+
+	for (;;)
+	{
+		int			child = 2 * i + 1;
+
+		if (child >= *n)
+			break;
+		if (child + 1 < *n && candidate_before(heap[child + 1], heap[child]))
+			child++;
+		if (!candidate_before(heap[child], last))
+			break;
+		heap[i] = heap[child];
+		i = child;
+	}
+	if (*n > 0)
+		heap[i] = last;
+	return top;
+}
+
+/*
+ * BPE over one pre-tokenized piece; returns the ids written.  Symbols form
+ * a linked list; the merge of lowest (rank, position) is applied until
+ * none is left, stale heap entries being skipped: O(n log n).
+ */
 static int
 bpe_piece(const PgfTokenizer *t, const unsigned char *p, size_t len, int32_t *out,
 		  PgfArena *scratch)
 {
 	size_t		mark = pgf_arena_mark(scratch);
 	int32_t    *sym,
-			   *rank,
-			   *merged;
+			   *prev,
+			   *next;
+	MergeCandidate *heap;
 	int			n = 0,
-				steps = 0;
+				n_heap = 0,
+				steps = 0,
+				k = 0;
+	int32_t		merged;
 
 	if (t->ignore_merges)
 	{
@@ -696,41 +763,59 @@ bpe_piece(const PgfTokenizer *t, const unsigned char *p, size_t len, int32_t *ou
 		}
 	}
 	sym = pgf_arena_alloc(scratch, (len + 1) * sizeof(int32_t));
-	rank = pgf_arena_alloc(scratch, (len + 1) * sizeof(int32_t));
-	merged = pgf_arena_alloc(scratch, (len + 1) * sizeof(int32_t));
+	prev = pgf_arena_alloc(scratch, (len + 1) * sizeof(int32_t));
+	next = pgf_arena_alloc(scratch, (len + 1) * sizeof(int32_t));
+	heap = pgf_arena_alloc(scratch, 3 * (len + 1) * sizeof(MergeCandidate));
 	for (size_t i = 0; i < len; i++)
 		if (t->byte_ids[p[i]] >= 0)
 			sym[n++] = t->byte_ids[p[i]];
-	for (int i = 0; i + 1 < n; i++)
-		rank[i] = merge_lookup(t, sym[i], sym[i + 1], &merged[i]);
-	while (n > 1)
+	for (int i = 0; i < n; i++)
 	{
-		int			best = -1;
-		int32_t		best_rank = INT32_MAX;
+		prev[i] = i - 1;
+		next[i] = i + 1 < n ? i + 1 : -1;
+	}
+	for (int i = 0; i + 1 < n; i++)
+	{
+		int32_t		r = merge_lookup(t, sym[i], sym[i + 1], &merged);
 
-		for (int i = 0; i + 1 < n; i++)
-			if (rank[i] < best_rank)
-			{
-				best_rank = rank[i];
-				best = i;
-			}
-		if (best < 0)
-			break;
-		sym[best] = merged[best];
-		memmove(sym + best + 1, sym + best + 2, sizeof(int32_t) * (n - best - 2));
-		memmove(rank + best + 1, rank + best + 2, sizeof(int32_t) * (n > best + 2 ? n - best - 3 : 0));
-		memmove(merged + best + 1, merged + best + 2, sizeof(int32_t) * (n > best + 2 ? n - best - 3 : 0));
-		n--;
-		if (best > 0)
-			rank[best - 1] = merge_lookup(t, sym[best - 1], sym[best], &merged[best - 1]);
-		if (best + 1 < n)
-			rank[best] = merge_lookup(t, sym[best], sym[best + 1], &merged[best]);
+		if (r != INT32_MAX)
+			heap_push(heap, &n_heap, (MergeCandidate) {r, i});
+	}
+	while (n_heap > 0)
+	{
+		MergeCandidate c = heap_pop(heap, &n_heap);
+		int			i = c.pos,
+					j;
+		const int32_t *m = t->merges + 3 * (size_t) c.rank;
+
+		if (sym[i] < 0 || (j = next[i]) < 0 || m[0] != sym[i] || m[1] != sym[j])
+			continue;			/* a stale candidate */
+		sym[i] = m[2];
+		sym[j] = -1;
+		next[i] = next[j];
+		if (next[j] >= 0)
+			prev[next[j]] = i;
+		if (prev[i] >= 0)
+		{
+			int32_t		r = merge_lookup(t, sym[prev[i]], sym[i], &merged);
+
+			if (r != INT32_MAX)
+				heap_push(heap, &n_heap, (MergeCandidate) {r, prev[i]});
+		}
+		if (next[i] >= 0)
+		{
+			int32_t		r = merge_lookup(t, sym[i], sym[next[i]], &merged);
+
+			if (r != INT32_MAX)
+				heap_push(heap, &n_heap, (MergeCandidate) {r, i});
+		}
 		if (++steps % 4096 == 0)
 			pgf_check_interrupts();
 	}
-	memcpy(out, sym, sizeof(int32_t) * n);
+	for (int i = n > 0 ? 0 : -1; i >= 0; i = next[i])
+		out[k++] = sym[i];
 	pgf_arena_reset(scratch, mark);
-	return n;
+	return k;
 }
 
 /* Plain text (no special tokens) into ids. */

@@ -58,6 +58,7 @@ TRICKY = [
     "!!! ??? ... --- ((( ))) [[x]] {y} <z> @#$%^&*",
     "tab\tafter\t\ttabs\u00a0nbsp\u2003emspace\u3000ideographic",
     "",
+    "a" * 600, " " * 600 + "x", "ab1" * 200 + "\n" * 50,
 ]
 
 

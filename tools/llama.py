@@ -91,7 +91,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         xf = x if x.dtype == torch.float64 else x.float()
-        return self.weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps))
+        return self.weight * (xf * torch.rsqrt((xf * xf).mean(-1, keepdim=True) + self.eps))
 
 
 def rope_tables(positions, hd, theta):

@@ -200,6 +200,28 @@ check_invalid_input(const PgfTokenizer *tok)
 	free(s);
 }
 
+/* A megabyte-long piece (one letter run): merges in O(n log n), round trip. */
+static void
+check_long_piece(const PgfTokenizer *tok)
+{
+	size_t		len = 1 << 20;
+	char	   *text = malloc(len);
+	int32_t    *ids = malloc(sizeof(int32_t) * len);
+	int			n;
+	size_t		dl;
+	char	   *back;
+
+	for (size_t i = 0; i < len; i++)
+		text[i] = "the"[i % 3];
+	n = encode(tok, text, len, false, ids, NULL);
+	back = decode(tok, ids, n, false, &dl);
+	tap_ok(n > 0 && n < (int) len && dl == len && memcmp(back, text, len) == 0,
+		   "a 1 MB single piece encodes (%d ids) and decodes back", n);
+	free(back);
+	free(text);
+	free(ids);
+}
+
 /* A copy of solo_b.pgf with one tensor entry changed; binding must fail. */
 static void
 check_bad_table(const char *tensor, int index, int32_t value, const char *expect)
@@ -263,7 +285,7 @@ main(void)
 	PgfSoloModel *mb = calloc(1, sizeof(PgfSoloModel));
 	int			count;
 
-	tap_plan(8 + 1 + 6 + 2 + 1 + 3 + 2);
+	tap_plan(8 + 1 + 6 + 2 + 1 + 1 + 3 + 2);
 	open_solo_ref();
 	load_solo(&fa, ma, SOLO_GOLDEN_DIR "solo_a.pgf");
 	load_solo(&fb, mb, SOLO_GOLDEN_DIR "solo_b.pgf");
@@ -274,6 +296,7 @@ main(void)
 	check_bytes_tokenizer(&ma->tok);
 	check_pieces();
 	check_invalid_input(&mb->tok);
+	check_long_piece(&mb->tok);
 	check_bad_table("tok.vocab_order", 0, 5, "not sorted");
 	check_bad_table("tok.merges", 4, 1 << 20, "outside the vocabulary");
 	check_bad_table("tok.merge_order", 0, -3, "is not a merge");
