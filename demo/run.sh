@@ -23,8 +23,13 @@ test/cluster.sh start "$cluster"
 mkdir -p "$cluster/files"
 cp build/fixtures/bs_tiny.pgf "$cluster/files/"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$cluster/files"
+tools/data/movielens.sh "$cluster/files/movielens.csv"
+cp demo/models/fintrec_movielens.pgf "$cluster/files/"
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$cluster/files"
 psql -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE demo" >/dev/null
 psql -X -v ON_ERROR_STOP=1 -d demo -v files="$cluster/files" -f demo/foundation.sql
+psql -X -v ON_ERROR_STOP=1 -d demo -v csv="$cluster/files/movielens.csv" \
+	-v model="$cluster/files/fintrec_movielens.pgf" -f demo/movielens.sql
 
 cat <<MSG
 

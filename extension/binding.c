@@ -95,7 +95,7 @@ prepare_checked(PgfMapped *m, const PgfBindingRole *spec, const char *query,
 	callback.previous = error_context_stack;
 	error_context_stack = &callback;
 
-	plan = SPI_prepare(query, 1, &param_type);
+	plan = SPI_prepare(query, OidIsValid(param_type) ? 1 : 0, &param_type);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the binding query: %s",
 			 SPI_result_code_string(SPI_result));

@@ -23,7 +23,7 @@ typedef struct PgfBindingRole
 {
 	const char *architecture;
 	const char *role;
-	Oid			param_type;		/* type of $1 */
+	Oid			param_type;		/* type of $1, InvalidOid: no parameter */
 	const char *param_doc;		/* "the user id", for messages */
 	/* raises an error naming the expected columns when desc does not fit */
 	void		(*check_columns) (PgfMapped *m, const char *role, TupleDesc desc);

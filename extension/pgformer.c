@@ -159,4 +159,5 @@ _PG_init(void)
 	pgformer_registry_init();
 	pgformer_cache_init();
 	pgformer_recommend_init();
+	pgformer_rank_init();
 }

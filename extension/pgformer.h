@@ -112,6 +112,7 @@ extern void pgformer_cache_init(void);
 
 /* Each architecture's SQL module registers its binding roles. */
 extern void pgformer_recommend_init(void);
+extern void pgformer_rank_init(void);
 
 /* ---- per-backend working memory ----------------------------------------- */
 

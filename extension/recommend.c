@@ -1,7 +1,9 @@
 /*
  * recommend.c: the SQL surface of the FinTRec sequence recommender.
  *
- *   recommend(user_id, k, model, exclude_seen, at)      top k for one user
+ *   recommend(user_id, k, model, exclude_seen, at,      top k for one user,
+ *             rerank, candidates, context)             optionally re-ranked
+ *                                                        by a Hiformer ranker
  *   recommend_from(model, item_ids, ts, k, exclude_seen) for an ad-hoc sequence
  *   recommend_batch(user_ids, k, model, exclude_seen, at) many users, one
  *                                                        packed pass
@@ -32,6 +34,7 @@
 
 #include "extension/binding.h"
 #include "extension/pgformer.h"
+#include "extension/rank.h"
 #include "models/fintrec.h"
 
 #define BATCH_USERS 128
@@ -339,6 +342,52 @@ emit_ranked(ReturnSetInfo *rsinfo, const Ranked *r, bool with_user, bool user_nu
 	}
 }
 
+typedef struct RerankedItem
+{
+	int64		id;
+	float		score;
+	int			retrieved;		/* rank in the retrieval, for ties */
+} RerankedItem;
+
+static int
+compare_reranked(const void *a, const void *b)
+{
+	const RerankedItem *x = a,
+			   *y = b;
+
+	if (x->score != y->score)
+		return x->score > y->score ? -1 : 1;
+	return x->retrieved - y->retrieved;
+}
+
+/*
+ * Two-stage serving: the retrieved candidates are scored by a Hiformer
+ * ranker and the best k of them kept, with the ranker's probability as the
+ * score.
+ */
+static void
+rerank_ranked(const char *reranker, bool user_null, int64 user, Jsonb *context, int k,
+			  Ranked *ranked)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	PgfMapped  *ranker = pgformer_acquire(reranker, "hiformer");
+	float	   *scores = palloc(sizeof(float) * Max(ranked->n, 1));
+	RerankedItem *items = palloc(sizeof(RerankedItem) * Max(ranked->n, 1));
+
+	pgformer_rank_candidates(ranker, user_null, user, context, NULL,
+							 ranked->ids, ranked->n, scores);
+	for (int i = 0; i < ranked->n; i++)
+		items[i] = (RerankedItem) {ranked->ids[i], scores[i], i};
+	qsort(items, ranked->n, sizeof(RerankedItem), compare_reranked);
+	ranked->n = Min(ranked->n, k);
+	for (int i = 0; i < ranked->n; i++)
+	{
+		ranked->ids[i] = items[i].id;
+		ranked->scores[i] = items[i].score;
+	}
+	pgformer_release(ranker, pgformer_elapsed_us(start));
+}
+
 PG_FUNCTION_INFO_V1(pgformer_recommend);
 Datum
 pgformer_recommend(PG_FUNCTION_ARGS)
@@ -350,12 +399,18 @@ pgformer_recommend(PG_FUNCTION_ARGS)
 	int			k = k_argument(fcinfo, 1);
 	bool		exclude_seen = bool_argument(fcinfo, 3, true);
 	int64		now = time_argument(fcinfo, 4);
+	char	   *reranker = model_argument(fcinfo, 5);
+	int			candidates = PG_ARGISNULL(6) ? 200 : PG_GETARG_INT32(6);
 	PgfMapped  *m;
 	Events		ev;
 	FintrecEvents req;
 	Ranked		ranked;
 	MemoryContext caller = CurrentMemoryContext;
 
+	if (reranker && candidates <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("candidates must be positive, %d was given", candidates)));
 	InitMaterializedSRF(fcinfo, 0);
 	m = pgformer_acquire(model_argument(fcinfo, 2), "fintrec");
 	SPI_connect();
@@ -370,10 +425,13 @@ pgformer_recommend(PG_FUNCTION_ARGS)
 	}
 	to_request(&ev, now, &req);
 	MemoryContextSwitchTo(caller);
-	rank_one(m, &req, k, exclude_seen, &ranked);
+	rank_one(m, &req, reranker ? Max(k, candidates) : k, exclude_seen, &ranked);
 	SPI_finish();
-	emit_ranked(rsinfo, &ranked, false, false, 0);
 	pgformer_release(m, pgformer_elapsed_us(start));
+	if (reranker)
+		rerank_ranked(reranker, user_null, user,
+					  PG_ARGISNULL(7) ? NULL : PG_GETARG_JSONB_P(7), k, &ranked);
+	emit_ranked(rsinfo, &ranked, false, false, 0);
 	return (Datum) 0;
 }
 

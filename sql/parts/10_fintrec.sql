@@ -2,15 +2,18 @@
 -- events through its 'events' binding:
 --   pgformer_bind('recs', 'events', $$SELECT item_id, ts [, event_type [, channel]]
 --                 FROM events WHERE user_id = $1 ORDER BY ts DESC LIMIT 200$$)
+-- (20_hiformer.sql defines rank_items, used by recommend(..., rerank => ...))
 
 CREATE FUNCTION recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
                           exclude_seen boolean DEFAULT true, at timestamptz DEFAULT NULL,
+                          rerank text DEFAULT NULL, candidates int DEFAULT 200,
+                          context jsonb DEFAULT NULL,
                           OUT item_id bigint, OUT score real, OUT rank int)
     RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'pgformer_recommend'
     LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE ROWS 10;
-COMMENT ON FUNCTION recommend(bigint, int, text, boolean, timestamptz) IS
-    'the top k items for a user from their bound events (a null or unknown user gets a cold-start answer); at: the request time, default now()';
+COMMENT ON FUNCTION recommend(bigint, int, text, boolean, timestamptz, text, int, jsonb) IS
+    'the top k items for a user from their bound events (a null or unknown user gets a cold-start answer); at: the request time, default now(); rerank: a Hiformer ranker that re-ranks the top `candidates` (context: its context features)';
 
 CREATE FUNCTION recommend_from(model text, item_ids bigint[], ts timestamptz[] DEFAULT NULL,
                                k int DEFAULT 10, exclude_seen boolean DEFAULT true,
