@@ -151,6 +151,13 @@ _PG_init(void)
 							   NULL,
 							   PGC_USERSET, 0,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("pgformer.max_image_pixels",
+							"Largest image (width x height) a model call decodes.",
+							"Checked from the image header, before any pixel is decoded.",
+							&pgformer_max_image_pixels,
+							pgformer_max_image_pixels, 1, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgformer");
 
 	pgf_interrupt_hook = interrupt_hook;

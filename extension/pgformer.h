@@ -18,6 +18,7 @@ extern int	pgformer_threads;
 extern int	pgformer_cache_size_mb;
 extern int	pgformer_max_models;
 extern char *pgformer_default_model;
+extern int	pgformer_max_image_pixels;
 
 /* ---- the mapped model ----------------------------------------------------- */
 
