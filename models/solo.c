@@ -325,28 +325,50 @@ request_image(const PgfSoloRequest *req)
 	return req->task == PGF_SOLO_TEXT ? NULL : req->image;
 }
 
+/* Positions a sequence may have: the model's limit, or a safety cap. */
+static int
+context_limit(const PgfSoloModel *m)
+{
+	return m->dec.max_positions > 0 ? m->dec.max_positions : PGF_SOLO_MAX_CONTEXT;
+}
+
+static int
+min_int(int a, int b)
+{
+	return a < b ? a : b;
+}
+
 size_t
 pgf_solo_generate_arena_bytes(const PgfSoloModel *m, const PgfSoloRequest *req)
 {
 	const PgfSoloImage *image = request_image(req);
-	int			bound = pgf_solo_prompt_bound(m, req->task, image, req->text_len);
-	int			max_new = request_max_new(m, req);
-	int			capacity = bound + max_new;
-	int			n_patches = image ? image->n_h * image->n_w : 0;
-	size_t		tlen = strlen(m->templates[req->task]);
-	size_t		bytes = 0;
+	size_t		text_len = req->text_len > PGF_SOLO_MAX_TEXT_BYTES ? 0 : req->text_len;
+	int			bound,
+				ctx = context_limit(m),
+				max_new = request_max_new(m, req),
+				rows,
+				capacity,
+				n_patches = 0;
+	size_t		tlen,
+				bytes = 0;
 
+	if ((unsigned) req->task > PGF_SOLO_TEXT)
+		return PGF_ARENA_ALIGN;
+	tlen = strlen(m->templates[req->task]);
 	if (image && (image->n_h <= 0 || image->n_w <= 0 || image->n_h > 4096 || image->n_w > 4096))
-		n_patches = 0;
-	if (m->dec.max_positions > 0 && capacity > m->dec.max_positions)
-		capacity = m->dec.max_positions;
-	if (tlen < req->text_len)
-		tlen = req->text_len;
+		image = NULL;
+	if (image)
+		n_patches = min_int(image->n_h * image->n_w, ctx);
+	bound = pgf_solo_prompt_bound(m, req->task, image, text_len);
+	rows = min_int(bound, ctx);
+	capacity = min_int(bound + max_new, ctx);
+	if (tlen < text_len)
+		tlen = text_len;
 	bytes += 2 * pgf_arena_round((size_t) (bound + 1) * sizeof(int32_t));
 	bytes += pgf_tokenizer_encode_scratch_bytes(tlen);
-	bytes += pgf_arena_round((size_t) (bound + 1) * m->dec.d_model * sizeof(float));
+	bytes += pgf_arena_round((size_t) (rows + 1) * m->dec.d_model * sizeof(float));
 	bytes += patch_bytes(m, n_patches);
-	bytes += pgf_decoder_state_bytes(&m->dec, capacity, prefill_chunk(bound));
+	bytes += pgf_decoder_state_bytes(&m->dec, capacity, prefill_chunk(rows));
 	bytes += pgf_sample_scratch_bytes(m->dec.vocab_size);
 	bytes += pgf_arena_round((size_t) max_new * sizeof(int32_t));
 	bytes += pgf_arena_round(pgf_tokenizer_decode_bound(&m->tok, max_new));
@@ -362,6 +384,7 @@ pgf_solo_generate(const PgfSoloModel *m, const PgfSoloRequest *req, PgfArena *ar
 	int			vocab = m->dec.vocab_size;
 	int			bound,
 				n,
+				ctx = context_limit(m),
 				max_new = request_max_new(m, req);
 	int32_t    *ids,
 			   *pidx;
@@ -382,6 +405,12 @@ pgf_solo_generate(const PgfSoloModel *m, const PgfSoloRequest *req, PgfArena *ar
 	if (req->text_len > 0 && req->text == NULL)
 	{
 		snprintf(err, errlen, "text length given without text");
+		return -1;
+	}
+	if (req->text_len > PGF_SOLO_MAX_TEXT_BYTES)
+	{
+		snprintf(err, errlen, "the text is %zu bytes, at most %d are accepted",
+				 req->text_len, PGF_SOLO_MAX_TEXT_BYTES);
 		return -1;
 	}
 	if (req->n_suppress < 0 || req->n_suppress > PGF_SOLO_MAX_SUPPRESS)
@@ -405,19 +434,16 @@ pgf_solo_generate(const PgfSoloModel *m, const PgfSoloRequest *req, PgfArena *ar
 	if (n < 0)
 		return -1;
 	res->n_prompt = n;
-	if (m->dec.max_positions > 0)
+	if (n >= ctx)
 	{
-		if (n >= m->dec.max_positions)
-		{
-			snprintf(err, errlen, "the prompt has %d tokens, the model takes at most %d",
-					 n, m->dec.max_positions - 1);
-			return -1;
-		}
-		if (n + max_new > m->dec.max_positions)
-			max_new = m->dec.max_positions - n;
+		snprintf(err, errlen, "the prompt has %d tokens, the model takes at most %d",
+				 n, ctx - 1);
+		return -1;
 	}
+	if (n + max_new > ctx)
+		max_new = ctx - n;
 
-	x = pgf_arena_floats(arena, (size_t) (bound + 1) * m->dec.d_model);
+	x = pgf_arena_floats(arena, (size_t) (min_int(bound, ctx) + 1) * m->dec.d_model);
 	if (embed_sequence(m, ids, pidx, n, image ? image->patches : NULL,
 					   image ? image->n_h * image->n_w : 0, x, arena, err, errlen) != 0)
 		return -1;
@@ -475,6 +501,8 @@ pgf_solo_embedding_arena_bytes(const PgfSoloModel *m, const PgfSoloImage *image)
 		return PGF_ARENA_ALIGN;
 	n = pgf_solo_image_tokens(image->n_h, image->n_w);
 	np = image->n_h * image->n_w;
+	if (n > context_limit(m))
+		return PGF_ARENA_ALIGN;
 	return 2 * pgf_arena_round((size_t) n * sizeof(int32_t)) +
 		pgf_arena_round((size_t) n * m->dec.d_model * sizeof(float)) +
 		patch_bytes(m, np) +
@@ -498,6 +526,12 @@ pgf_solo_image_embedding(const PgfSoloModel *m, const PgfSoloImage *image, float
 		return -1;
 	n = pgf_solo_image_tokens(image->n_h, image->n_w);
 	np = image->n_h * image->n_w;
+	if (n > context_limit(m))
+	{
+		snprintf(err, errlen, "the image takes %d tokens, the model takes at most %d",
+				 n, context_limit(m));
+		return -1;
+	}
 	ids = pgf_arena_alloc(arena, (size_t) n * sizeof(int32_t));
 	pidx = pgf_arena_alloc(arena, (size_t) n * sizeof(int32_t));
 	ids[k] = m->vision_id;

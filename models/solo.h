@@ -37,6 +37,8 @@
 #define PGF_SOLO_MAX_NEW_TOKENS 4096
 #define PGF_SOLO_MAX_SUPPRESS 8
 #define PGF_SOLO_PREFILL_CHUNK 128
+#define PGF_SOLO_MAX_TEXT_BYTES (1 << 20)	/* longest question or prompt */
+#define PGF_SOLO_MAX_CONTEXT 32768	/* positions when the model sets no limit */
 
 typedef enum PgfSoloTask
 {

@@ -327,6 +327,47 @@ check_errors(const PgfSoloModel *m)
 	arena_free(&a);
 }
 
+/* The context limit: generation is cut to fit, a prompt that cannot fit
+ * and an oversized text are errors, and the arena bound stays exact. */
+static void
+check_context(PgfSoloModel *m)
+{
+	PgfSoloImage im = ref_image("a");
+	PgfSoloRequest req;
+	PgfSoloResult res;
+	PgfArena	a;
+	char		err[256] = "";
+	bool		arena_ok = true;
+	int			saved = m->dec.max_positions;
+	char	   *big = calloc(1, PGF_SOLO_MAX_TEXT_BYTES + 2);
+
+	memset(&req, 0, sizeof(req));
+	req.task = PGF_SOLO_ANSWER;
+	req.image = &im;
+	set_text(&req, req.task);
+	m->dec.max_positions = 33;	/* the prompt has 29 tokens */
+	{
+		int			rc = run(m, &req, &res, &a, &arena_ok, err, sizeof(err));
+
+		tap_ok(rc == 0 && res.n_tokens <= 4 && arena_ok,
+			   "generation stops at the context limit (%d new tokens, arena %zu of %zu)",
+			   res.n_tokens, a.high_water, a.size);
+	}
+	arena_free(&a);
+	m->dec.max_positions = 20;
+	tap_ok(run(m, &req, &res, &a, NULL, err, sizeof(err)) == -1 && strstr(err, "at most 19") != NULL,
+		   "a prompt longer than the context is an error (%s)", err);
+	arena_free(&a);
+	m->dec.max_positions = saved;
+	memset(big, 'a', PGF_SOLO_MAX_TEXT_BYTES + 1);
+	req.text = big;
+	req.text_len = PGF_SOLO_MAX_TEXT_BYTES + 1;
+	tap_ok(run(m, &req, &res, &a, NULL, err, sizeof(err)) == -1 && strstr(err, "bytes") != NULL &&
+		   a.size < (1 << 20), "an oversized question is an error, with a small arena (%s)", err);
+	arena_free(&a);
+	free(big);
+}
+
 /*
  * SmolLM2-135M-Instruct, when `make unit-smollm2` has made its files: greedy
  * tokens equal the PyTorch reference's on the same weights, for the f32
@@ -408,7 +449,7 @@ main(void)
 	PgfSoloModel *ma = calloc(1, sizeof(PgfSoloModel));
 	PgfSoloModel *mb = calloc(1, sizeof(PgfSoloModel));
 
-	tap_plan(2 * 3 * 5 + 2 * 2 + 5 + 7 + 4 + 2);
+	tap_plan(2 * 3 * 5 + 2 * 2 + 5 + 7 + 4 + 3 + 2);
 	pgf_interrupt_hook = count_interrupts;
 	open_solo_ref();
 	load_solo(&fa, ma, SOLO_GOLDEN_DIR "solo_a.pgf");
@@ -421,6 +462,7 @@ main(void)
 	check_sampled_generation(ma);
 	check_sampler_distribution();
 	check_errors(ma);
+	check_context(ma);
 	check_smollm2();
 
 	unload_file(&fa);
