@@ -11,6 +11,9 @@ Writes into OUT_DIR (seeded: the same files on every run):
         the tiny SOLO of vlm.md 2.8 (d 128, 4 layers, 4 heads, 2 KV heads,
         SwiGLU 352, patch 16, max side 64, untied head, no biases), byte
         tokenizer; random weights, stored as f32, bf16 and q8
+  solo_b_hf.pgf
+        solo_b written as a Hugging Face folder (safetensors, config.json,
+        tokenizer.json) and converted by tools/convert_hf.py (text only)
   solo_b.pgf
         Qwen2 settings: q/k/v biases, tied output, rope theta 1e6, 4 heads
         sharing 1 KV head, head_dim 40 != d/H; a byte-level BPE tokenizer
@@ -117,6 +120,56 @@ def config_b(tok):
         answer_template="<|im_start|>user\n{image}{question}<|im_end|>\n<|im_start|>assistant\n",
         text_template="<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n",
         max_new_tokens=10)
+
+
+def write_hf_folder(model, tok, folder):
+    """model as a Hugging Face checkpoint folder (config.json, one f32
+    model.safetensors, tokenizer.json), written here with numpy and json,
+    for the converter's safetensors path."""
+    import json
+    import struct
+    cfg = model.cfg
+    os.makedirs(folder, exist_ok=True)
+    names = {"tok": "model.embed_tokens.weight", "lnf": "model.norm.weight"}
+    tensors = {names["tok"]: model.tok.weight, names["lnf"]: model.lnf.weight}
+    for i, layer in enumerate(model.layers):
+        p = "model.layers.%d." % i
+        for part in ("q", "k", "v", "o"):
+            tensors[p + "self_attn.%s_proj.weight" % part] = getattr(layer, part).weight
+            if cfg.qkv_bias and part != "o":
+                tensors[p + "self_attn.%s_proj.bias" % part] = getattr(layer, part).bias
+        tensors[p + "mlp.gate_proj.weight"] = layer.w1.weight
+        tensors[p + "mlp.up_proj.weight"] = layer.w3.weight
+        tensors[p + "mlp.down_proj.weight"] = layer.w2.weight
+        tensors[p + "input_layernorm.weight"] = layer.ln1.weight
+        tensors[p + "post_attention_layernorm.weight"] = layer.ln2.weight
+    if not cfg.tied:
+        tensors["lm_head.weight"] = model.head.weight
+    header, blobs, offset = {}, [], 0
+    for name, t in sorted(tensors.items()):
+        raw = t.detach().float().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    head = json.dumps(header).encode()
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+    json.dump({"model_type": "qwen2", "hidden_size": cfg.d_model,
+               "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
+               "num_key_value_heads": cfg.n_kv_heads, "head_dim": cfg.hd,
+               "intermediate_size": cfg.d_ff, "rms_norm_eps": cfg.norm_eps,
+               "rope_theta": cfg.rope_theta, "max_position_embeddings": 4096,
+               "tie_word_embeddings": cfg.tied, "bos_token_id": cfg.bos_id,
+               "eos_token_id": cfg.eos_id, "vocab_size": cfg.vocab_size},
+              open(os.path.join(folder, "config.json"), "w"))
+    vocab = {t: i for i, t in enumerate(tok.vocab)}
+    json.dump({"model": {"type": "BPE", "vocab": vocab, "merges": tok.merges},
+               "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False,
+                                 "use_regex": True},
+               "added_tokens": [{"id": i, "content": s, "special": True}
+                                for s, i in tok.specials]},
+              open(os.path.join(folder, "tokenizer.json"), "w"))
 
 
 class Golden:
@@ -284,7 +337,7 @@ def main():
     g = Golden()
 
     tok_a = byte_tokenizer()
-    model_a = llama.Decoder(config_a()).init_weights(7, std=0.08).eval()
+    model_a = llama.Decoder(config_a()).init_weights(9, std=0.08).eval()
     image = dict(patch_size=16, max_side=64)
     files = {}
     for dtype, suffix in (("f32", ""), ("bf16", "_bf16"), ("q8", "_q8")):
@@ -303,6 +356,13 @@ def main():
     model_b, _ = llama.load_pgf(path_b)
     model_cases(g, "b", model_b, tok_b, (3, 2), 12)
     tokenizer_cases(g, tok_b)
+    # the same model through a Hugging Face folder and tools/convert_hf.py
+    import convert_hf
+    hf_dir = os.path.join(out, "solo_b_hf")
+    write_hf_folder(model_b, tok_b, hf_dir)
+    model_hf, tok_hf, _ = convert_hf.load(hf_dir=hf_dir)
+    llama.save_pgf(model_hf, os.path.join(out, "solo_b_hf.pgf"), "tiny solo b (HF)", "f32",
+                   tok_hf)
 
     g.w.write(os.path.join(out, "solo_ref.pgf"))
 

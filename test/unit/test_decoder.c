@@ -165,7 +165,7 @@ main(void)
 	static const char *tags[] = {"a", "a_bf16", "a_q8", "b"};
 	PgfSoloModel *m = calloc(1, sizeof(PgfSoloModel));
 
-	tap_plan(4 * 2 * 3 + 3 * 3 + 5);
+	tap_plan(4 * 2 * 3 + 3 + 3 * 3 + 5);
 	open_solo_ref();
 	for (int f = 0; f < 4; f++)
 	{
@@ -191,6 +191,14 @@ main(void)
 		}
 		if (f == 3)
 			check_prefill_decode(m, "b", "img", REF_LEN("b.img.ids") - 5, 3);
+		unload_file(&lf);
+	}
+	{
+		/* model b through a Hugging Face folder and tools/convert_hf.py */
+		LoadedFile	lf;
+
+		load_solo(&lf, m, SOLO_GOLDEN_DIR "solo_b_hf.pgf");
+		check_logits(m, "b_hf", "b", "txt");
 		unload_file(&lf);
 	}
 	free(m);
