@@ -164,3 +164,11 @@ fixtures: $(FINTREC_SQL_CASES)
 
 unit-data: fixtures
 .PHONY: fixtures unit-data
+
+# ---- benchmarks (run by hand, never by the tests) ----------------------------
+
+BENCH_BINS = $(patsubst %.c,%,$(wildcard bench/*_bench.c))
+bench/%_bench: bench/%_bench.c $(CORE_OBJS)
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(CORE_OBJS) $(CORE_LIBS)
+bench-build: $(BENCH_BINS)
+.PHONY: bench-build
