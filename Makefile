@@ -88,7 +88,7 @@ unit-data: $(KERNEL_GOLDEN)
 
 # PyTorch and tokenizer references for the decoder, SOLO and tokenizer tests.
 SOLO_GOLDEN = test/unit/golden/solo_ref.pgf
-$(SOLO_GOLDEN): tools/golden_solo.py tools/llama.py tools/tokenizer_ref.py tools/convert_hf.py tools/pgf.py proto/model.proto
+$(SOLO_GOLDEN): tools/golden_solo.py tools/llama.py tools/tokenizer_ref.py tools/convert_hf.py tools/train_solo.py tools/pgf.py proto/model.proto $(wildcard demo/models/solo*.pgf)
 	@mkdir -p $(dir $@)
 	$(PYTHON) tools/golden_solo.py $(dir $@)
 $(filter test/unit/bin/test_decoder test/unit/bin/test_solo test/unit/bin/test_tokenizer,$(UNIT_BINS)): test/unit/solo_golden.h

@@ -24,6 +24,9 @@ Writes into OUT_DIR (seeded: the same files on every run):
     <m>.gen.<task>.prompt / .tokens / .text       template prompt ids,
                                                   greedy tokens, their text
     <m>.embed                                     image_embedding()
+    demo.<i>.patches / .answer / .caption         the committed demo model
+                                                  (demo/models/solo_tiny.pgf) on
+                                                  Fashion-MNIST test images
     tok.text.<i>                                  test texts as bytes
     tok.<pretok>.<i>.<s|p>                        reference ids, specials on
                                                   (s) or off (p)
@@ -254,6 +257,31 @@ def model_cases(g, tag, model, tok, grid, seed):
     g.f("%s.embed" % tag, h[sel].mean(0).numpy())
 
 
+def demo_cases(g, path, n=12):
+    """The committed demo model on Fashion-MNIST test images: patches made
+    by PIL (as train_solo.py trains) and PyTorch's greedy answer and caption
+    tokens.  Skipped when the model or the data set is missing."""
+    import train_solo as ts
+    if not os.path.exists(path) or not os.path.isdir(ts.FASHION):
+        g.i("demo.count", [0])
+        return
+    model, m = llama.load_pgf(path)
+    tok = tr.TokenizerSpec.from_header(m.header.tokenizer)
+    cfg = model.cfg
+    cfg.answer_space = 0
+    tasks = ts.Tasks(cfg, tok, cfg.stop_ids[0])
+    images, labels = ts.load_fashion("t10k")
+    p = ts.patches_of(images[:n])
+    ans = ts.greedy_batch(model, tasks.answer_prompts[0], p, 16, cfg.stop_ids, cfg.suppress_from)
+    cap = ts.greedy_batch(model, tasks.caption_prompt, p, 56, cfg.stop_ids, cfg.suppress_from)
+    g.i("demo.count", [n])
+    g.i("demo.grid", list(tasks.grid))
+    for i in range(n):
+        g.f("demo.%d.patches" % i, p[i].numpy())
+        g.i("demo.%d.answer" % i, ans[i])
+        g.i("demo.%d.caption" % i, cap[i])
+
+
 def tokenizer_cases(g, tok):
     texts = TRICKY + license_paragraphs()
     for i, t in enumerate(texts):
@@ -356,6 +384,8 @@ def main():
     model_b, _ = llama.load_pgf(path_b)
     model_cases(g, "b", model_b, tok_b, (3, 2), 12)
     tokenizer_cases(g, tok_b)
+    demo_cases(g, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "demo",
+                               "models", "solo_tiny.pgf"))
     # the same model through a Hugging Face folder and tools/convert_hf.py
     import convert_hf
     hf_dir = os.path.join(out, "solo_b_hf")

@@ -327,6 +327,59 @@ check_errors(const PgfSoloModel *m)
 	arena_free(&a);
 }
 
+/* The committed demo model: greedy answers and captions of test images
+ * equal PyTorch's (patches from the reference, as PIL makes them). */
+static void
+check_demo(void)
+{
+	LoadedFile	lf;
+	PgfSoloModel *m;
+	int			n = REF_I32("demo.count")[0],
+				matched = 0;
+
+	if (n == 0 || !load_file(&lf, "demo/models/solo_tiny.pgf", true))
+	{
+		tap_ok(1, "demo model # SKIP no demo/models/solo_tiny.pgf or no Fashion-MNIST");
+		return;
+	}
+	unload_file(&lf);
+	m = calloc(1, sizeof(PgfSoloModel));
+	load_solo(&lf, m, "demo/models/solo_tiny.pgf");
+	for (int i = 0; i < n; i++)
+	{
+		PgfSoloImage im;
+		bool		ok = true;
+
+		im.patches = REF_F32("demo.%d.patches", i);
+		im.n_h = REF_I32("demo.grid")[0];
+		im.n_w = REF_I32("demo.grid")[1];
+		for (int task = 0; task < 2; task++)
+		{
+			PgfSoloRequest req;
+			PgfSoloResult res;
+			PgfArena	a;
+			char		err[256];
+			const char *what = task == 0 ? "caption" : "answer";
+
+			memset(&req, 0, sizeof(req));
+			req.task = (PgfSoloTask) task;
+			req.image = &im;
+			req.text = "What is this?";
+			req.text_len = strlen(req.text);
+			req.max_new_tokens = task == 0 ? 56 : 16;
+			ok &= run(m, &req, &res, &a, NULL, err, sizeof(err)) == 0 &&
+				ids_equal(res.tokens, res.n_tokens, REF_I32("demo.%d.%s", i, what),
+						  REF_LEN("demo.%d.%s", i, what));
+			arena_free(&a);
+		}
+		matched += ok;
+	}
+	tap_ok(matched == n, "demo model: greedy answers and captions equal PyTorch's on %d of %d test images",
+		   matched, n);
+	unload_file(&lf);
+	free(m);
+}
+
 /* The context limit: generation is cut to fit, a prompt that cannot fit
  * and an oversized text are errors, and the arena bound stays exact. */
 static void
@@ -449,7 +502,7 @@ main(void)
 	PgfSoloModel *ma = calloc(1, sizeof(PgfSoloModel));
 	PgfSoloModel *mb = calloc(1, sizeof(PgfSoloModel));
 
-	tap_plan(2 * 3 * 5 + 2 * 2 + 5 + 7 + 4 + 3 + 2);
+	tap_plan(2 * 3 * 5 + 2 * 2 + 5 + 7 + 4 + 3 + 1 + 2);
 	pgf_interrupt_hook = count_interrupts;
 	open_solo_ref();
 	load_solo(&fa, ma, SOLO_GOLDEN_DIR "solo_a.pgf");
@@ -463,6 +516,7 @@ main(void)
 	check_sampler_distribution();
 	check_errors(ma);
 	check_context(ma);
+	check_demo();
 	check_smollm2();
 
 	unload_file(&fa);
