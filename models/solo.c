@@ -99,6 +99,26 @@ pgf_solo_bind(const PgfModel *file, void *model, char *err, size_t errlen)
 					  cfg->vision_close_id, vocab);
 		return b.status;
 	}
+	{
+		const Pgformer__ImagePreprocess *im = file->header->image;
+
+		/* models/image.c prepares patches from these settings */
+		if (im == NULL || im->patch_size != cfg->patch_size ||
+			im->max_side != cfg->max_image_side || im->grey ||
+			im->n_mean != 3 || im->n_std != 3)
+		{
+			pgf_bind_fail(&b, "solo: the image settings of the file (patch size, largest side, three means and deviations, RGB) disagree with the model's patch_size %u and max_image_side %u",
+						  cfg->patch_size, cfg->max_image_side);
+			return b.status;
+		}
+		for (int c = 0; c < 3; c++)
+			if (!(im->std[c] > 0) || im->mean[c] != im->mean[c])
+			{
+				pgf_bind_fail(&b, "solo: image channel %d has mean %g and deviation %g", c,
+							  im->mean[c], im->std[c]);
+				return b.status;
+			}
+	}
 	m->max_image_side = (int) cfg->max_image_side;
 	m->patch_dim = 3 * m->patch_size * m->patch_size;
 	m->vision_id = (int32_t) cfg->vision_id;
