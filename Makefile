@@ -162,6 +162,13 @@ $(FINTREC_SQL_CASES): $(FINTREC_GOLDEN) tools/fintrec_sql_cases.py tools/golden_
 	$(PYTHON) tools/fintrec_sql_cases.py $(dir $(FINTREC_GOLDEN)) $(FIXTURES)
 fixtures: $(FINTREC_SQL_CASES)
 
+# Hiformer rows and PyTorch probabilities for the SQL parity test
+HIFORMER_SQL_CASES = $(FIXTURES)/hiformer_rows.csv
+$(HIFORMER_SQL_CASES): $(HIFORMER_GOLDEN) tools/hiformer_sql_cases.py
+	@mkdir -p $(FIXTURES)
+	$(PYTHON) tools/hiformer_sql_cases.py $(dir $(HIFORMER_GOLDEN)) $(FIXTURES)
+fixtures: $(HIFORMER_SQL_CASES)
+
 unit-data: fixtures
 .PHONY: fixtures unit-data
 
