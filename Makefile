@@ -169,6 +169,13 @@ $(HIFORMER_SQL_CASES): $(HIFORMER_GOLDEN) tools/hiformer_sql_cases.py
 	$(PYTHON) tools/hiformer_sql_cases.py $(dir $(HIFORMER_GOLDEN)) $(FIXTURES)
 fixtures: $(HIFORMER_SQL_CASES)
 
+# MovieLens (generated from r-cran-dslabs, never committed) and the demo
+# models, for the quality tests through SQL
+$(FIXTURES)/movielens.csv: tools/data/movielens.sh
+	@mkdir -p $(FIXTURES)
+	tools/data/movielens.sh $@
+fixtures: $(FIXTURES)/movielens.csv
+
 unit-data: fixtures
 .PHONY: fixtures unit-data
 

@@ -16,6 +16,7 @@
 #include "storage/fd.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "extension/pgformer.h"
@@ -255,4 +256,35 @@ pgformer_backend_memory(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* pgformer_metadata(name, version): the file's metadata map as jsonb. */
+PG_FUNCTION_INFO_V1(pgformer_metadata);
+Datum
+pgformer_metadata(PG_FUNCTION_ARGS)
+{
+	char	   *name = required_name(fcinfo);
+	PgfMapped  *m = pgformer_acquire_version(name, optional_version(fcinfo, 1));
+	const Pgformer__ModelHeader *h = m->file.header;
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (size_t i = 0; i < h->n_metadata; i++)
+	{
+		JsonbValue	key,
+					value;
+
+		key.type = jbvString;
+		key.val.string.val = h->metadata[i]->key;
+		key.val.string.len = strlen(h->metadata[i]->key);
+		value.type = jbvString;
+		value.val.string.val = h->metadata[i]->value;
+		value.val.string.len = strlen(h->metadata[i]->value);
+		pushJsonbValue(&state, WJB_KEY, &key);
+		pushJsonbValue(&state, WJB_VALUE, &value);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	pgformer_release(m, -1);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(result));
 }

@@ -128,6 +128,7 @@ start_cluster() {
 	# shellcheck disable=SC1091
 	. "$cluster/env"
 	cp -r build/fixtures "$cluster/fixtures"
+	cp demo/models/*.pgf "$cluster/fixtures/"
 	[ "$(id -u)" -eq 0 ] && chown -R postgres: "$cluster/fixtures"
 	psql -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE pgformer_test" >/dev/null &&
 		psql -qX -v ON_ERROR_STOP=1 -d pgformer_test \

@@ -84,6 +84,12 @@ CREATE FUNCTION pgformer_inspect(name text, version int DEFAULT NULL,
 COMMENT ON FUNCTION pgformer_inspect(text, int) IS
     'one row per tensor of a model version (default: the newest); maps the model';
 
+CREATE FUNCTION pgformer_metadata(name text, version int DEFAULT NULL) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'pgformer_metadata'
+    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION pgformer_metadata(text, int) IS
+    'what the model file records about itself: training data, settings, measured quality';
+
 CREATE FUNCTION pgformer_verify(name text, version int DEFAULT NULL) RETURNS boolean
     AS 'MODULE_PATHNAME', 'pgformer_verify'
     LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE;
