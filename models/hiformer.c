@@ -138,15 +138,17 @@ bind_features(PgfBinder *b, const Pgformer__ModelHeader *h, PgfHiformerModel *m)
 			case PGFORMER__FEATURE_KIND__DENSE:
 				f->kind = PGF_HIF_DENSE;
 				if (!isfinite(fs->mean) || !isfinite(fs->default_value) ||
-					!isfinite(fs->std) || !(fs->std > 0))
+					!isfinite(fs->std) || !(fs->std > 0) ||
+					!isfinite(fs->clip) || fs->clip < 0)
 				{
-					pgf_bind_fail(b, "hiformer: dense feature \"%s\" needs a finite mean and default and a positive std",
+					pgf_bind_fail(b, "hiformer: dense feature \"%s\" needs a finite mean and default, a positive std and a clip >= 0",
 								  fs->name);
 					return;
 				}
 				f->default_value = fs->default_value;
 				f->mean = fs->mean;
 				f->std = fs->std;
+				f->clip = fs->clip;
 				f->log1p = fs->log1p;
 				f->column = n_dense++;
 				break;
@@ -524,7 +526,10 @@ encode_dense(HifEncoder *e, const PgfHiformerFeature *f, const PgfHiformerValue 
 		}
 	if (f->log1p)
 		x = log1p(x > 0 ? x : 0);
-	*out = (float) ((x - f->mean) / f->std);
+	x = (x - f->mean) / f->std;
+	if (f->clip > 0)
+		x = x < -f->clip ? -f->clip : x > f->clip ? f->clip : x;
+	*out = (float) x;
 	return 0;
 }
 
@@ -959,9 +964,27 @@ pgf_hiformer_score(const PgfHiformerModel *m, PgfHiformerRequest *req, float *ou
 	chunk = req->chunk > 0 ? req->chunk : PGF_HIF_CHUNK;
 	if (chunk > n_total)
 		chunk = n_total;
-	while (chunk > 1 && request_bytes(m) + pass_bytes(m, chunk) > avail)
-		chunk = chunk / 2;
 	if (request_bytes(m) + pass_bytes(m, chunk) > avail)
+	{
+		/* the largest chunk the arena holds (bytes grow with the chunk) */
+		int			lo = 1,
+					hi = chunk - 1;
+
+		chunk = 0;
+		while (lo <= hi)
+		{
+			int			mid = lo + (hi - lo) / 2;
+
+			if (request_bytes(m) + pass_bytes(m, mid) <= avail)
+			{
+				chunk = mid;
+				lo = mid + 1;
+			}
+			else
+				hi = mid - 1;
+		}
+	}
+	if (chunk == 0)
 	{
 		snprintf(err, errlen, "hiformer: the arena has %zu bytes free, scoring needs at least %zu (pgf_hiformer_arena_bytes)",
 				 avail, request_bytes(m) + pass_bytes(m, 1));

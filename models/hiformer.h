@@ -11,7 +11,8 @@
  * reshape(z W_D^T + b_D, (n_D, d)).  Then t task tokens.  T = n_C + n_D + t.
  *
  * Dense value of feature j (raw x):  x missing, NaN or infinite -> default;
- *   v = log1p(max(x, 0)) if log1p, else x;  z_j = (v - mean) / std.
+ *   v = log1p(max(x, 0)) if log1p, else x;  z_j = (v - mean) / std,
+ *   clipped to [-clip, clip] when the feature's clip > 0.
  * Categorical code c: c in [0, vocab) -> row c; anything else (out of the
  * vocabulary) -> row 0, the unknown row; missing -> row 0.  Multi-hot: each
  * code mapped the same way, then the mean; an empty list -> row 0.
@@ -105,6 +106,7 @@ typedef struct PgfHiformerFeature
 	float		default_value;	/* dense: raw value used when missing */
 	float		mean;
 	float		std;
+	float		clip;			/* 0: none */
 	bool		log1p;
 	PgfMatrix	table;			/* categorical: [vocab_size, d] */
 } PgfHiformerFeature;

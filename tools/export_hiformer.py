@@ -55,12 +55,12 @@ def export(model, features, path, name="hiformer", metadata=None):
     for f in features:
         if f.group not in hf.GROUPS:
             raise ValueError("feature %s: group %r" % (f.name, f.group))
-        if f.kind == hf.DENSE and not f.std > 0:
-            raise ValueError("feature %s: std must be positive" % f.name)
+        if f.kind == hf.DENSE and not (f.std > 0 and f.clip >= 0):
+            raise ValueError("feature %s: std must be positive, clip not negative" % f.name)
         w.header.features.add(name=f.name, kind=_KIND[f.kind], vocab_size=f.vocab_size,
                               default_value=f.default, mean=f.mean, std=f.std,
                               log1p=f.log1p, categories=list(f.categories),
-                              group=f.group)
+                              group=f.group, clip=f.clip)
     for k, v in (metadata or {}).items():
         w.header.metadata[k] = str(v)
     for tname, array in sorted(hf.state_to_tensors(model).items()):

@@ -55,6 +55,7 @@ def random_features(rng, spec):
             f.mean = float(rng.normal(0, 1))
             f.std = float(rng.uniform(0.5, 2))
             f.default = float(rng.normal(0, 1))
+            f.clip = float(rng.choice([0.0, 0.0, 3.0]))
         out.append(f)
     return out
 
@@ -107,10 +108,10 @@ def random_value(rng, f):
             return float(rng.choice([math.nan, math.inf, -math.inf]))
         if u < 0.18:
             return int(rng.integers(-3, 50))               # a code where a number goes
-        if f.log1p:
-            return float(np.expm1(rng.normal(1.5, 1.2))) if rng.random() < 0.9 \
-                else float(-rng.uniform(0, 3))              # negatives clamp to 0
-        return float(rng.normal(0, 3))
+        if u < 0.21:
+            return float(rng.choice([-1e3, 1e3, -0.5]))      # far out, or clamped by log1p
+        v = f.mean + f.std * rng.normal(0, 1.5)             # a plausible transformed value
+        return float(np.expm1(v)) if f.log1p else float(v)
     if u < 0.08:
         return None
     if u < 0.11:

@@ -41,8 +41,9 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 @dataclass
 class Feature:
     """One input feature.  Dense values are transformed as
-    v = log1p(max(x, 0)) when log1p else x, then z = (v - mean) / std;
-    a missing or NaN x is replaced by `default` (a raw value) first."""
+    v = log1p(max(x, 0)) when log1p else x, then z = (v - mean) / std,
+    clipped to [-clip, clip] when clip > 0; a missing or NaN x is replaced
+    by `default` (a raw value) first."""
     name: str
     kind: str                   # CATEGORICAL, DENSE, MULTI_HOT
     group: str                  # "user", "context", "item"
@@ -52,6 +53,7 @@ class Feature:
     std: float = 1.0
     log1p: bool = False
     categories: List[str] = field(default_factory=list)  # names of codes 1..n
+    clip: float = 0.0
 
 
 @dataclass
@@ -171,6 +173,8 @@ def encode_rows(features, rows):
                     x = f.default
             v = math.log1p(max(x, 0.0)) if f.log1p else x
             z[i, j] = (v - f.mean) / f.std
+            if f.clip > 0:
+                z[i, j] = min(max(z[i, j], -f.clip), f.clip)
     return codes, weights, torch.tensor(z, dtype=torch.float32), counts
 
 
@@ -185,7 +189,8 @@ def encode_arrays(features, columns):
             x = np.asarray(col, dtype=np.float64)
             x = np.where(np.isfinite(x), x, f.default)
             v = np.log1p(np.maximum(x, 0.0)) if f.log1p else x
-            zs.append((v - f.mean) / f.std)
+            z = (v - f.mean) / f.std
+            zs.append(np.clip(z, -f.clip, f.clip) if f.clip > 0 else z)
         elif f.kind == CATEGORICAL:
             c = np.asarray(col, dtype=np.int64)
             c = np.where((c >= 0) & (c < f.vocab_size), c, 0)
@@ -451,7 +456,7 @@ def load_pgf(path):
         features.append(Feature(name=fs.name, kind=kinds[fs.kind], group=fs.group,
                                 vocab_size=fs.vocab_size, default=fs.default_value,
                                 mean=fs.mean, std=fs.std, log1p=fs.log1p,
-                                categories=list(fs.categories)))
+                                categories=list(fs.categories), clip=fs.clip))
     act = {pgf.pb.GELU_ERF: "gelu", pgf.pb.GELU_TANH: "gelu_tanh",
            pgf.pb.RELU: "relu"}[hc.activation]
     c = config_for(features, n_dense_tokens=hc.n_dense_tokens, n_tasks=hc.n_tasks,

@@ -52,6 +52,7 @@ YEAR_LABELS = (["unknown->0", "<1920"] +
                ["%d-%d" % (y, y + 9) for y in range(YEAR_LOW, YEAR_HIGH, 10)] +
                [">=2020"])[1:]
 HOLDOUT_FRACTION = 0.2
+CLIP = 5.0                      # normalised dense values are clipped to +-5
 
 
 def genre_short(g):
@@ -275,7 +276,8 @@ class Examples:
 def fit_features(columns):
     """[hf.Feature] with mean/std of the transformed non-missing training
     values; a missing value defaults to the raw value whose transform is the
-    mean (so its normalised value is 0)."""
+    mean (so its normalised value is 0); normalised values are clipped to
+    +-CLIP (shares of rare genres have small deviations and long tails)."""
     out = []
     for name, kind, group, vocab, log1p, cats in FEATURE_DEFS:
         f = hf.Feature(name=name, kind=kind, group=group, vocab_size=vocab,
@@ -287,6 +289,7 @@ def fit_features(columns):
             f.mean = float(v.mean()) if len(v) else 0.0
             f.std = float(max(v.std(), 1e-3)) if len(v) else 1.0
             f.default = float(np.expm1(f.mean)) if log1p else f.mean
+            f.clip = CLIP
         out.append(f)
     return out
 

@@ -48,10 +48,12 @@ def main():
     ap.add_argument("--activation", default="gelu")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-5)
     ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--ema", type=float, default=0.998,
+                    help="decay of the weight average that is evaluated and exported (0: none)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -70,7 +72,8 @@ def main():
     fit_idx = ex.train[ex.ts[ex.train] < val_cut]
     val_idx = ex.train[ex.ts[ex.train] >= val_cut]
     print("train_hiformer: %d ratings: %d fit, %d validation, %d held out (%.1f s features)"
-          % (len(ex.ts), len(fit_idx), len(val_idx), len(ex.test), time.time() - started))
+          % (len(ex.ts), len(fit_idx), len(val_idx), len(ex.test), time.time() - started),
+          flush=True)
 
     c = hf.config_for(features, n_dense_tokens=args.dense_tokens, n_tasks=len(hff.TASKS),
                       d_model=args.d_model, n_heads=args.heads,
@@ -81,10 +84,13 @@ def main():
                       dropout=args.dropout)
     model = hf.Hiformer(c)
     n_params = sum(p.numel() for p in model.parameters())
-    print("train_hiformer: T=%d tokens, %d parameters" % (c.n_tokens, n_params))
+    print("train_hiformer: T=%d tokens, %d parameters" % (c.n_tokens, n_params), flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     task_weight = torch.tensor([1.0, 0.5])
-    best, best_state, bad = -1.0, None, 0
+    # An exponential moving average of the weights is what gets evaluated
+    # and exported: on this small, noisy data it beats the raw weights.
+    average = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best, best_state, bad, step = -1.0, None, 0, 0
     for epoch in range(args.epochs):
         model.train()
         t0 = time.time()
@@ -98,17 +104,28 @@ def main():
             loss.backward()
             opt.step()
             total += loss.item() * len(b)
+            step += 1
+            decay = min(args.ema, (1.0 + step) / (10.0 + step))    # short warm-up
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    if args.ema and v.dtype.is_floating_point:
+                        average[k].mul_(decay).add_(v, alpha=1 - decay)
+                    else:
+                        average[k].copy_(v)
+        live = {k: v.clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(average)
         model.eval()
         val = ev.auc(ex.labels[val_idx, 0], ev.predict(model, enc, val_idx)[:, 0])
         print("  epoch %2d  loss %.4f  validation AUC %.4f  (%.0f s)"
-              % (epoch + 1, total / len(fit_idx), val, time.time() - t0))
+              % (epoch + 1, total / len(fit_idx), val, time.time() - t0), flush=True)
         if val > best:
             best, bad = val, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.clone() for k, v in average.items()}
         else:
             bad += 1
             if bad >= args.patience:
                 break
+        model.load_state_dict(live)
     model.load_state_dict(best_state)
     model.eval()
 
