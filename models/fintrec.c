@@ -807,9 +807,13 @@ fintrec_recommend_batch(const FintrecModel *m, const FintrecEvents *users, int n
 	logits = score_users(m, users, n_users, n_unknown, arena);
 	idx = pgf_arena_alloc(arena, sizeof(int32_t) * m->n_rows);
 	for (int b = 0; b < n_users; b++)
+	{
+		if (b % 64 == 63)
+			pgf_check_interrupts();
 		out_counts[b] = select_top(m, &users[b], logits + (size_t) b * m->n_rows, k,
 								   exclude_seen, out_ids + (size_t) b * k,
 								   out_scores + (size_t) b * k, idx);
+	}
 	pgf_arena_reset(arena, mark);
 	return 0;
 }
