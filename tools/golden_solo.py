@@ -345,6 +345,7 @@ def smollm2(gguf_path, out):
             if dtype == "f32":
                 g.i("prompt.%d.text" % i, list(prompt.encode("utf-8")))
                 print("smollm2: %r -> %r" % (prompt, tok.decode(toks)))
+    solo_demo_cases(g, gguf_path, out)
     g.w.write(os.path.join(out, "gen_ref.pgf"))
     t = Golden()
     texts = TRICKY + license_paragraphs()
@@ -354,6 +355,40 @@ def smollm2(gguf_path, out):
         for tag, specials in (("s", True), ("p", False)):
             t.i("smollm2.smollm2.%d.%s" % (i, tag), tok.encode(text, specials))
     t.w.write(os.path.join(out, "tok_ref.pgf"))
+
+
+def solo_demo_cases(g, gguf_path, out, n=6):
+    """The SOLO demo on SmolLM2 (committed adapter merged by convert_hf.py,
+    q8): PyTorch greedy answers and captions of Fashion-MNIST test images on
+    the dequantised q8 weights."""
+    import convert_hf
+    import train_solo as ts
+    adapter = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "demo", "models",
+                           "adapters", "solo_smollm2.pgf")
+    if not os.path.exists(adapter) or not os.path.isdir(ts.FASHION):
+        g.i("solo.count", [0])
+        return
+    model, tok, cfg = convert_hf.load(gguf_path, vision=(ts.PATCH, ts.MAX_SIDE))
+    a = convert_hf.apply_adapter(model, tok, adapter)
+    im = a.header.image
+    path = os.path.join(out, "solo_smollm2_q8.pgf")
+    llama.save_pgf(model, path, "solo-smollm2-fashion", "q8", tok,
+                   dict(patch_size=im.patch_size, max_side=im.max_side))
+    model, _ = llama.load_pgf(path)
+    mc = model.cfg
+    mc.answer_space = 0
+    tasks = ts.Tasks(mc, tok, mc.stop_ids[0])
+    images, _ = ts.load_fashion("t10k")
+    p = ts.patches_of(images[:n])
+    ans = ts.greedy_batch(model, tasks.answer_prompts[0], p, 16, mc.stop_ids, mc.suppress_from)
+    cap = ts.greedy_batch(model, tasks.caption_prompt, p, 56, mc.stop_ids, mc.suppress_from)
+    g.i("solo.count", [n])
+    g.i("solo.grid", list(tasks.grid))
+    for i in range(n):
+        g.f("solo.%d.patches" % i, p[i].numpy())
+        g.i("solo.%d.answer" % i, ans[i])
+        g.i("solo.%d.caption" % i, cap[i])
+        print("solo demo: %r / %r" % (tok.decode(ans[i]), tok.decode(cap[i])))
 
 
 def main():

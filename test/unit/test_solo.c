@@ -327,32 +327,35 @@ check_errors(const PgfSoloModel *m)
 	arena_free(&a);
 }
 
-/* The committed demo model: greedy answers and captions of test images
+/* A demo model: greedy answers and captions of Fashion-MNIST test images
  * equal PyTorch's (patches from the reference, as PIL makes them). */
 static void
-check_demo(void)
+check_demo(const char *path, const char *prefix)
 {
 	LoadedFile	lf;
 	PgfSoloModel *m;
-	int			n = REF_I32("demo.count")[0],
+	char		count[64];
+	int			n,
 				matched = 0;
 
-	if (n == 0 || !load_file(&lf, "demo/models/solo_tiny.pgf", true))
+	snprintf(count, sizeof(count), "%s.count", prefix);
+	n = pgf_find(&solo_ref.file, count) ? REF_I32("%s", count)[0] : 0;
+	if (n == 0 || !load_file(&lf, path, true))
 	{
-		tap_ok(1, "demo model # SKIP no demo/models/solo_tiny.pgf or no Fashion-MNIST");
+		tap_ok(1, "demo model %s # SKIP no model file or no Fashion-MNIST", path);
 		return;
 	}
 	unload_file(&lf);
 	m = calloc(1, sizeof(PgfSoloModel));
-	load_solo(&lf, m, "demo/models/solo_tiny.pgf");
+	load_solo(&lf, m, path);
 	for (int i = 0; i < n; i++)
 	{
 		PgfSoloImage im;
 		bool		ok = true;
 
-		im.patches = REF_F32("demo.%d.patches", i);
-		im.n_h = REF_I32("demo.grid")[0];
-		im.n_w = REF_I32("demo.grid")[1];
+		im.patches = REF_F32("%s.%d.patches", prefix, i);
+		im.n_h = REF_I32("%s.grid", prefix)[0];
+		im.n_w = REF_I32("%s.grid", prefix)[1];
 		for (int task = 0; task < 2; task++)
 		{
 			PgfSoloRequest req;
@@ -368,14 +371,14 @@ check_demo(void)
 			req.text_len = strlen(req.text);
 			req.max_new_tokens = task == 0 ? 56 : 16;
 			ok &= run(m, &req, &res, &a, NULL, err, sizeof(err)) == 0 &&
-				ids_equal(res.tokens, res.n_tokens, REF_I32("demo.%d.%s", i, what),
-						  REF_LEN("demo.%d.%s", i, what));
+				ids_equal(res.tokens, res.n_tokens, REF_I32("%s.%d.%s", prefix, i, what),
+						  REF_LEN("%s.%d.%s", prefix, i, what));
 			arena_free(&a);
 		}
 		matched += ok;
 	}
-	tap_ok(matched == n, "demo model: greedy answers and captions equal PyTorch's on %d of %d test images",
-		   matched, n);
+	tap_ok(matched == n, "demo model %s: greedy answers and captions equal PyTorch's on %d of %d test images",
+		   path, matched, n);
 	unload_file(&lf);
 	free(m);
 }
@@ -438,9 +441,11 @@ check_smollm2(void)
 		for (int f = 0; f < 2; f++)
 			tap_ok(1, "SmolLM2 %s greedy tokens # SKIP no test/unit/golden/smollm2 (make unit-smollm2)",
 				   dtypes[f]);
+		tap_ok(1, "SOLO on SmolLM2 # SKIP no test/unit/golden/smollm2 (make unit-smollm2)");
 		return;
 	}
 	solo_ref = ref_file;
+	check_demo(SOLO_GOLDEN_DIR "smollm2/solo_smollm2_q8.pgf", "solo");
 	for (int f = 0; f < 2; f++)
 	{
 		LoadedFile	lf;
@@ -502,7 +507,7 @@ main(void)
 	PgfSoloModel *ma = calloc(1, sizeof(PgfSoloModel));
 	PgfSoloModel *mb = calloc(1, sizeof(PgfSoloModel));
 
-	tap_plan(2 * 3 * 5 + 2 * 2 + 5 + 7 + 4 + 3 + 1 + 2);
+	tap_plan(2 * 3 * 5 + 2 * 2 + 5 + 7 + 4 + 3 + 1 + 3);
 	pgf_interrupt_hook = count_interrupts;
 	open_solo_ref();
 	load_solo(&fa, ma, SOLO_GOLDEN_DIR "solo_a.pgf");
@@ -516,7 +521,7 @@ main(void)
 	check_sampler_distribution();
 	check_errors(ma);
 	check_context(ma);
-	check_demo();
+	check_demo("demo/models/solo_tiny.pgf", "demo");
 	check_smollm2();
 
 	unload_file(&fa);
