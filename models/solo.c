@@ -331,6 +331,12 @@ prefill_chunk(int n)
 
 /* ---- generation ---------------------------------------------------------- */
 
+static bool
+is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 static int
 request_max_new(const PgfSoloModel *m, const PgfSoloRequest *req)
 {
@@ -505,6 +511,18 @@ pgf_solo_generate(const PgfSoloModel *m, const PgfSoloRequest *req, PgfArena *ar
 	res->text = pgf_arena_alloc(arena, pgf_tokenizer_decode_bound(&m->tok, res->n_tokens));
 	res->text_len = pgf_tokenizer_decode(&m->tok, res->tokens, res->n_tokens, true,
 										 res->text, arena);
+	if (req->task != PGF_SOLO_TEXT)
+	{
+		/* captions and answers are phrases: no surrounding white space */
+		size_t		start = 0;
+
+		while (res->text_len > 0 && is_blank(res->text[res->text_len - 1]))
+			res->text[--res->text_len] = '\0';
+		while (start < res->text_len && is_blank(res->text[start]))
+			start++;
+		res->text += start;
+		res->text_len -= start;
+	}
 	return 0;
 }
 

@@ -93,7 +93,9 @@ typedef struct PgfSoloRequest
 
 typedef struct PgfSoloResult
 {
-	char	   *text;			/* in the arena, NUL-terminated valid UTF-8 */
+	char	   *text;			/* in the arena, NUL-terminated valid UTF-8;
+								 * captions and answers without surrounding
+								 * white space */
 	size_t		text_len;
 	int32_t    *tokens;			/* generated ids, stop token excluded */
 	int			n_tokens;

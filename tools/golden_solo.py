@@ -248,7 +248,10 @@ def model_cases(g, tag, model, tok, grid, seed):
                   file=sys.stderr)
         g.i("%s.gen.%s.prompt" % (tag, task), ids)
         g.i("%s.gen.%s.tokens" % (tag, task), toks)
-        g.i("%s.gen.%s.text" % (tag, task), list(tok.decode(toks).encode("utf-8")))
+        text = tok.decode(toks)
+        if task != "text":      # captions and answers come without surrounding blanks
+            text = text.strip(" \t\r\n")
+        g.i("%s.gen.%s.text" % (tag, task), list(text.encode("utf-8")))
     # image_embedding: mean final hidden state over the patch tokens
     bids, bpidx = llama.image_block(cfg, nh, nw)
     x = model.embed(torch.tensor([bids]), torch.tensor([bpidx]), patches)
