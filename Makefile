@@ -176,6 +176,12 @@ $(FIXTURES)/movielens.csv: tools/data/movielens.sh
 	tools/data/movielens.sh $@
 fixtures: $(FIXTURES)/movielens.csv
 
+# Fashion-MNIST's test images as PNG, for the SOLO quality test through SQL
+$(FIXTURES)/fashion_t10k.csv: tools/fashion_sql_cases.py tools/train_solo.py
+	@mkdir -p $(FIXTURES)
+	$(PYTHON) tools/fashion_sql_cases.py $@
+fixtures: $(FIXTURES)/fashion_t10k.csv
+
 unit-data: fixtures
 .PHONY: fixtures unit-data
 

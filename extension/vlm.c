@@ -162,12 +162,19 @@ run_generation(PgfMapped *m, PgfSoloRequest *req)
 	return out;
 }
 
-/* The model reads UTF-8 whatever the database encoding. */
+/*
+ * The model reads UTF-8 whatever the database encoding.  When no
+ * conversion is needed pg_server_to_any returns its input, which is not
+ * NUL-terminated: keep the length we know then.
+ */
 static void
 set_request_text(PgfSoloRequest *req, text *t)
 {
-	req->text = pg_server_to_any(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), PG_UTF8);
-	req->text_len = strlen(req->text);
+	char	   *bytes = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+
+	req->text = pg_server_to_any(bytes, len, PG_UTF8);
+	req->text_len = req->text == bytes ? (size_t) len : strlen(req->text);
 }
 
 static char *

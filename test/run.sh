@@ -129,6 +129,7 @@ start_cluster() {
 	. "$cluster/env"
 	cp -r build/fixtures "$cluster/fixtures"
 	cp demo/models/*.pgf "$cluster/fixtures/"
+	cp -r test/fixtures/images "$cluster/fixtures/images"
 	[ "$(id -u)" -eq 0 ] && chown -R postgres: "$cluster/fixtures"
 	psql -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE pgformer_test" >/dev/null &&
 		psql -qX -v ON_ERROR_STOP=1 -d pgformer_test \

@@ -1,0 +1,38 @@
+#!/usr/bin/python3
+"""fashion_sql_cases.py: the 10,000 Fashion-MNIST test images as PNG files
+in a CSV table, for the SOLO quality test through SQL
+(test/sql/30_vlm.sql).
+
+    tools/fashion_sql_cases.py OUT.csv
+
+Columns: idx, label, class name, reference caption, png (bytea hex).  The images come from
+Debian's dataset-fashion-mnist (t10k split), written as 8-bit grey PNGs by
+PIL, so answer() decodes them exactly as tools/eval_solo.py reads the raw
+pixels.
+"""
+import csv
+import io
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from PIL import Image  # noqa: E402
+
+from train_solo import CLASSES, caption_of, load_fashion  # noqa: E402
+
+
+def main():
+    images, labels = load_fashion("t10k")
+    with open(sys.argv[1] + ".tmp", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["idx", "label", "class", "caption", "png"])
+        for i, (image, label) in enumerate(zip(images, labels)):
+            buf = io.BytesIO()
+            Image.fromarray(image, "L").save(buf, format="PNG")
+            w.writerow([i, int(label), CLASSES[label], caption_of(label),
+                        "\\x" + buf.getvalue().hex()])
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+
+
+if __name__ == "__main__":
+    main()
