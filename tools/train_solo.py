@@ -6,7 +6,7 @@ patches go through one linear layer into the decoder's token stream.
   /usr/bin/python3 tools/train_solo.py tiny --out demo/models/solo_tiny.pgf
       the tiny config of vlm.md 2.8 (d 128, 4 layers), byte tokenizer,
       trained from scratch (a few minutes on 2 cores)
-  .venv/bin/python tools/train_solo.py smollm2 --gguf MODEL.gguf --out ADAPTER.pgf
+  PYTHONPATH=.whl/site /usr/bin/python3 tools/train_solo.py smollm2 --gguf MODEL.gguf --out ADAPTER.pgf
       SmolLM2-135M-Instruct, frozen; trains the patch projection and the
       embeddings of the added image tokens, written as an adapter that
       tools/convert_hf.py --adapter merges into the converted model
@@ -240,6 +240,7 @@ def main():
     ap.add_argument("--eval", type=int, default=1000, help="test images to evaluate on")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resume", help="smollm2: start from this adapter")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -261,6 +262,9 @@ def main():
         model.tok.weight.requires_grad_(True)   # only the added rows are kept
         params = [model.patch.weight, model.tok.weight]
         steps, lr = args.steps or 300, args.lr or 2e-3
+        if args.resume:
+            import convert_hf
+            convert_hf.apply_adapter(model, tok, args.resume)
     cfg = model.cfg
     tasks = Tasks(cfg, tok, cfg.stop_ids[0] if args.base == "tiny" else
                   [i for s, i in tok.specials if s == "<|im_end|>"][0])
@@ -293,7 +297,9 @@ def main():
     print("test accuracy on %d images: answer %.3f, caption %.3f (train %.0f s)"
           % (args.eval, acc_a, acc_c, train_time))
     meta = {"dataset": "Fashion-MNIST (Debian dataset-fashion-mnist)",
-            "trained_by": "tools/train_solo.py %s" % args.base,
+            "trained_by": "tools/train_solo.py %s%s" % (
+                args.base, " (resumed from %s)" % os.path.basename(args.resume)
+                if args.resume else ""),
             "train_steps": steps, "batch": args.batch, "seed": args.seed,
             "classes": ",".join(CLASSES),
             "test_answer_accuracy": "%.4f" % acc_a, "test_caption_accuracy": "%.4f" % acc_c,

