@@ -127,6 +127,34 @@ check_prefill_decode(const PgfSoloModel *m, const char *tag, const char *cs, int
 	free(x);
 }
 
+/* Forward and logits in chunks of 5 rows through an explicit state. */
+static void
+check_chunked_logits(const PgfSoloModel *m, const char *tag, const char *cs)
+{
+	int			n = REF_LEN("%s.%s.ids", tag, cs);
+	const int32_t *ids = REF_I32("%s.%s.ids", tag, cs);
+	const float *want = REF_F32("%s.%s.logits", tag, cs);
+	int			V = m->dec.vocab_size;
+	float	   *x = malloc(sizeof(float) * n * m->dec.d_model);
+	float	   *got = malloc(sizeof(float) * n * V);
+	PgfArena	a;
+	PgfDecoderState st;
+	char		err[256];
+	char		what[128];
+
+	arena_new(&a, pgf_decoder_state_bytes(&m->dec, n, 5));
+	pgf_decoder_state_init(&st, &m->dec, n, 5, &a, err, sizeof(err));
+	pgf_decoder_embed(&m->dec, ids, n, x, err, sizeof(err));
+	pgf_decoder_forward(&st, x, n, false, err, sizeof(err));
+	pgf_decoder_logits(&st, x, n, got);
+	snprintf(what, sizeof(what), "%s %s: forward and logits in chunks of 5 rows equal the reference",
+			 tag, cs);
+	tap_close(got, want, (size_t) n * V, LOGIT_TOL, what);
+	arena_free(&a);
+	free(x);
+	free(got);
+}
+
 static void
 check_errors(const PgfSoloModel *m)
 {
@@ -165,7 +193,7 @@ main(void)
 	static const char *tags[] = {"a", "a_bf16", "a_q8", "b"};
 	PgfSoloModel *m = calloc(1, sizeof(PgfSoloModel));
 
-	tap_plan(4 * 2 * 3 + 3 + 3 * 3 + 5);
+	tap_plan(4 * 2 * 3 + 3 + 3 * 3 + 1 + 5);
 	open_solo_ref();
 	for (int f = 0; f < 4; f++)
 	{
@@ -187,6 +215,7 @@ main(void)
 					split = i + 1;
 			check_prefill_decode(m, "a", "img", split, 128);
 			check_prefill_decode(m, "a", "txt", 1, 1);
+			check_chunked_logits(m, "a", "txt");
 			check_errors(m);
 		}
 		if (f == 3)
