@@ -50,7 +50,7 @@ void		pgf_suppress_ranges(float *logits, int n, const PgfTokenRange *ranges,
 /* True if token is one of stop[n_stop]. */
 bool		pgf_is_stop_token(int32_t token, const int32_t *stop, int n_stop);
 
-/* Index of the largest finite-or-infinite non-NaN logit (lowest on ties), -1 if none. */
+/* Index of the largest logit (lowest id on ties); -1 if every one is NaN or -inf. */
 int			pgf_argmax(const float *logits, int n);
 
 /* Scratch bytes pgf_sample_token needs for n logits. */
