@@ -214,7 +214,7 @@ typedef struct PgfHiformerValue
 	const int64_t *codes;		/* CODES: caller's memory */
 } PgfHiformerValue;
 
-/* What hiformer_score had to fill in, for the caller to report. */
+/* What pgf_hiformer_score had to fill in, for the caller to report. */
 typedef struct PgfHiformerCounts
 {
 	int64_t		missing_rows;	/* no user / context row, candidates without a row */
