@@ -57,6 +57,69 @@ visible_limit(const PgfAttnMask *mask, int64_t p, int n_kv)
 }
 
 /*
+ * Few keys and short heads (feature-interaction models attend over a
+ * dozen tokens, once per candidate): plain loops over a transposed key
+ * block beat GEMM calls, whose overhead dominates at that size.  Every
+ * inner loop runs over contiguous memory without a reduction, so the
+ * compiler vectorises it.
+ */
+#define PGF_ATTN_SMALL_KEYS 32
+#define PGF_ATTN_SMALL_DIM 128
+
+/* scores[nr, n_kv] = scale * q[nr, hd] k[n_kv, hd]^T */
+static void
+small_scores(float *scores, const float *q, int q_rs, int nr, const float *k,
+			 int kv_stride, int n_kv, int hd, float scale)
+{
+	float		kt[PGF_ATTN_SMALL_DIM * PGF_ATTN_SMALL_KEYS];
+
+	for (int j = 0; j < n_kv; j++)
+		for (int p = 0; p < hd; p++)
+			kt[p * n_kv + j] = k[(size_t) j * kv_stride + p];
+	for (int r = 0; r < nr; r++)
+	{
+		const float *qr = q + (size_t) r * q_rs;
+		float	   *s = scores + (size_t) r * n_kv;
+
+		for (int j = 0; j < n_kv; j++)
+			s[j] = 0.0f;
+		for (int p = 0; p < hd; p++)
+		{
+			float		qp = qr[p] * scale;
+			const float *ktp = kt + p * n_kv;
+
+			for (int j = 0; j < n_kv; j++)
+				s[j] += qp * ktp[j];
+		}
+	}
+}
+
+/* out[nr, hd] = scores[nr, n_kv] v[n_kv, hd] */
+static void
+small_values(float *out, int out_rs, const float *scores, int nr, const float *v,
+			 int kv_stride, int n_kv, int hd)
+{
+	for (int r = 0; r < nr; r++)
+	{
+		float	   *o = out + (size_t) r * out_rs;
+		const float *s = scores + (size_t) r * n_kv;
+
+		for (int p = 0; p < hd; p++)
+			o[p] = 0.0f;
+		for (int j = 0; j < n_kv; j++)
+		{
+			float		sj = s[j];
+			const float *vj = v + (size_t) j * kv_stride;
+
+			if (sj == 0.0f)
+				continue;		/* masked keys */
+			for (int p = 0; p < hd; p++)
+				o[p] += sj * vj[p];
+		}
+	}
+}
+
+/*
  * One block of nr score rows against one key/value head.  Row r is query
  * q0 + r * q_step of head h0 + r * h_step; its vector is at q + r * q_rs,
  * its output at out + r * out_rs.  k, v: [n_kv, hd] with row stride
@@ -71,6 +134,7 @@ attend_rows(float *out, int out_rs, const float *q, int q_rs, int nr,
 	int			last_q = q0 + (nr - 1) * q_step;
 	int			kv_end = visible_limit(mask, (int64_t) mask->q_pos0 + last_q, n_kv);
 	int			ld;
+	int			nr_masked = nr;	/* rows that need the per-row pass */
 
 	/* q_step >= 0, so the last row sees the most keys */
 	if (kv_end == 0)
@@ -80,9 +144,18 @@ attend_rows(float *out, int out_rs, const float *q, int q_rs, int nr,
 		return;
 	}
 	ld = kv_end;
-	pgf_gemm(false, true, nr, kv_end, hd, scale, q, q_rs, k, kv_stride,
-			 0.0f, scores, ld);
-	for (int r = 0; r < nr; r++)
+	if (kv_end <= PGF_ATTN_SMALL_KEYS && hd <= PGF_ATTN_SMALL_DIM)
+		small_scores(scores, q, q_rs, nr, k, kv_stride, kv_end, hd, scale);
+	else
+		pgf_gemm(false, true, nr, kv_end, hd, scale, q, q_rs, k, kv_stride,
+				 0.0f, scores, ld);
+	if (mask->kind == PGF_MASK_BIDIRECTIONAL && !mask->bias && !mask->key_valid)
+	{
+		/* every row sees every key: one softmax over the block */
+		pgf_softmax_rows(scores, nr, kv_end);
+		nr_masked = 0;
+	}
+	for (int r = 0; r < nr_masked; r++)
 	{
 		int			qi = q0 + r * q_step;
 		int			h = h0 + r * h_step;
@@ -106,8 +179,11 @@ attend_rows(float *out, int out_rs, const float *q, int q_rs, int nr,
 		for (int j = lim; j < kv_end; j++)
 			s[j] = 0.0f;
 	}
-	pgf_gemm(false, false, nr, hd, kv_end, 1.0f, scores, ld, v, kv_stride,
-			 0.0f, out, out_rs);
+	if (kv_end <= PGF_ATTN_SMALL_KEYS && hd <= PGF_ATTN_SMALL_DIM)
+		small_values(out, out_rs, scores, nr, v, kv_stride, kv_end, hd);
+	else
+		pgf_gemm(false, false, nr, hd, kv_end, 1.0f, scores, ld, v, kv_stride,
+				 0.0f, out, out_rs);
 }
 
 /*
