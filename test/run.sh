@@ -5,8 +5,8 @@
 #   3. runs the C unit tests (TAP, against PyTorch goldens) and fuzzes the
 #      model-file reader for 20 seconds,
 #   4. starts a throwaway cluster with pgformer preloaded and runs the pgTAP
-#      suites in test/sql with pg_prove, then checks the server never
-#      restarted,
+#      suites in test/sql with pg_prove and the client-side checks in
+#      test/shell (pg_dump), then checks the server never restarted,
 #   5. starts one without the preload and runs test/nopreload,
 # and ends with the line `tests: N passed, N failed`.
 #
@@ -145,6 +145,16 @@ note "pgTAP, pgformer preloaded"
 if start_cluster; then
 	started=$(psql -qAtX -c "SELECT pg_postmaster_start_time()")
 	run_pgtap test/sql pgformer_test
+	for t in test/shell/*.sh; do
+		out=$log_dir/shell-$(basename "$t" .sh).tap
+		FIXTURES="$cluster/fixtures" "$t" >"$out" 2>&1
+		if count_tap "$out" $?; then
+			echo "ok   $t ($(grep -cE '^ok ' "$out") tests)"
+		else
+			echo "FAIL $t"
+			grep -E '^not ok|^#' "$out" | head -20
+		fi
+	done
 	now=$(psql -qAtX -c "SELECT pg_postmaster_start_time()" 2>/dev/null)
 	crashes=$(grep -cE 'terminated by signal|was terminated|PANIC|server process .* exited with exit code [^0]' "$cluster/log")
 	if [ "$started" = "$now" ] && [ "$crashes" -eq 0 ]; then
