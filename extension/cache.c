@@ -155,6 +155,7 @@ typedef struct CacheFile
 	Oid			dboid;
 	int64		model_id;
 	off_t		size;
+	int			pins;
 	TimestampTz last_used;
 } CacheFile;
 
@@ -213,7 +214,7 @@ enforce_cache_budget(const char *keep)
 		f->dboid = dboid;
 		f->model_id = model_id;
 		f->size = st.st_size;
-		f->last_used = pgformer_registry_last_used(dboid, model_id);
+		pgformer_registry_usage(dboid, model_id, &f->pins, &f->last_used);
 		if (f->last_used == 0)
 			f->last_used = time_t_to_timestamptz(st.st_mtime);
 		total += st.st_size;
@@ -228,8 +229,7 @@ enforce_cache_budget(const char *keep)
 
 		if (total <= budget)
 			break;
-		if (strcmp(f->path, keep) == 0 ||
-			pgformer_registry_pins(f->dboid, f->model_id) > 0)
+		if (strcmp(f->path, keep) == 0 || f->pins > 0)
 			continue;
 		if (unlink(f->path) == 0)
 		{
@@ -255,7 +255,11 @@ remove_other_versions(const char *name, int64 keep_id)
 	{
 		PgfCatalogEntry *e = lfirst(lc);
 
-		if (e->id != keep_id && pgformer_registry_pins(MyDatabaseId, e->id) == 0)
+		int			pins;
+		TimestampTz last_used;
+
+		pgformer_registry_usage(MyDatabaseId, e->id, &pins, &last_used);
+		if (e->id != keep_id && pins == 0)
 			pgformer_cache_remove_file(e->id, e->crc);
 	}
 	list_free_deep(entries);

@@ -336,37 +336,26 @@ pgformer_registry_note_unknown(int slot, int64 count)
 	pg_atomic_fetch_add_u64(&registry->entries[slot].unknown_inputs, (uint64) count);
 }
 
-int
-pgformer_registry_pins(Oid dboid, int64 model_id)
+void
+pgformer_registry_usage(Oid dboid, int64 model_id, int *pins, TimestampTz *last_used)
 {
-	int			pins = 0;
 	int			slot;
 
+	*pins = 0;
+	*last_used = 0;
 	if (registry == NULL)
-		return 0;
+		return;
 	LWLockAcquire(registry->lock, LW_SHARED);
 	slot = find_slot(dboid, model_id);
 	if (slot >= 0)
-		pins = registry->entries[slot].pins +
-			(registry->entries[slot].state == ENTRY_MATERIALISING ? 1 : 0);
-	LWLockRelease(registry->lock);
-	return pins;
-}
+	{
+		RegistryEntry *e = &registry->entries[slot];
 
-TimestampTz
-pgformer_registry_last_used(Oid dboid, int64 model_id)
-{
-	TimestampTz used = 0;
-	int			slot;
-
-	if (registry == NULL)
-		return 0;
-	LWLockAcquire(registry->lock, LW_SHARED);
-	slot = find_slot(dboid, model_id);
-	if (slot >= 0)
-		used = (TimestampTz) pg_atomic_read_u64(&registry->entries[slot].last_used);
+		/* a version being written counts as pinned: it must not go */
+		*pins = e->pins + (e->state == ENTRY_MATERIALISING ? 1 : 0);
+		*last_used = (TimestampTz) pg_atomic_read_u64(&e->last_used);
+	}
 	LWLockRelease(registry->lock);
-	return used;
 }
 
 void

@@ -53,11 +53,13 @@ extern void pgformer_registry_note_call(int slot, int64 elapsed_us);
 /* Counts inputs a call replaced because the model did not know them. */
 extern void pgformer_registry_note_unknown(int slot, int64 count);
 
-/* Backends that have this version mapped now (0 without the registry). */
-extern int	pgformer_registry_pins(Oid dboid, int64 model_id);
-
-/* The last time any backend used the version, or 0. */
-extern TimestampTz pgformer_registry_last_used(Oid dboid, int64 model_id);
+/*
+ * How many backends have this version mapped now (a materialisation in
+ * progress counts as one) and when it was last used; 0 and 0 without the
+ * registry or when it is unknown.
+ */
+extern void pgformer_registry_usage(Oid dboid, int64 model_id, int *pins,
+									TimestampTz *last_used);
 
 /* Forgets a version whose cache file was removed (if no backend pins it). */
 extern void pgformer_registry_forget(Oid dboid, int64 model_id);
