@@ -66,31 +66,47 @@ visible_limit(const PgfAttnMask *mask, int64_t p, int n_kv)
 #define PGF_ATTN_SMALL_KEYS 32
 #define PGF_ATTN_SMALL_DIM 128
 
-/* scores[nr, n_kv] = scale * q[nr, hd] k[n_kv, hd]^T */
+/* Keys per vector block of the small path (one AVX-512 register). */
+#define PGF_ATTN_SMALL_LANES 16
+
+/*
+ * scores[nr, n_kv] = scale * q[nr, hd] k[n_kv, hd]^T.  The transposed keys
+ * are padded with zero columns to whole blocks of lanes, so the inner loop
+ * has a fixed length and becomes one fused multiply-add per block.
+ */
 static void
 small_scores(float *scores, const float *q, int q_rs, int nr, const float *k,
 			 int kv_stride, int n_kv, int hd, float scale)
 {
+	int			w = (n_kv + PGF_ATTN_SMALL_LANES - 1) & ~(PGF_ATTN_SMALL_LANES - 1);
 	float		kt[PGF_ATTN_SMALL_DIM * PGF_ATTN_SMALL_KEYS];
+	float		acc[PGF_ATTN_SMALL_KEYS];
 
-	for (int j = 0; j < n_kv; j++)
-		for (int p = 0; p < hd; p++)
-			kt[p * n_kv + j] = k[(size_t) j * kv_stride + p];
+	for (int p = 0; p < hd; p++)
+	{
+		float	   *row = kt + p * w;
+
+		for (int j = 0; j < n_kv; j++)
+			row[j] = k[(size_t) j * kv_stride + p];
+		for (int j = n_kv; j < w; j++)
+			row[j] = 0.0f;
+	}
 	for (int r = 0; r < nr; r++)
 	{
 		const float *qr = q + (size_t) r * q_rs;
-		float	   *s = scores + (size_t) r * n_kv;
 
-		for (int j = 0; j < n_kv; j++)
-			s[j] = 0.0f;
+		for (int j = 0; j < w; j++)
+			acc[j] = 0.0f;
 		for (int p = 0; p < hd; p++)
 		{
 			float		qp = qr[p] * scale;
-			const float *ktp = kt + p * n_kv;
+			const float *ktp = kt + p * w;
 
-			for (int j = 0; j < n_kv; j++)
-				s[j] += qp * ktp[j];
+			for (int b = 0; b < w; b += PGF_ATTN_SMALL_LANES)
+				for (int l = 0; l < PGF_ATTN_SMALL_LANES; l++)
+					acc[b + l] += qp * ktp[b + l];
 		}
+		memcpy(scores + (size_t) r * n_kv, acc, sizeof(float) * n_kv);
 	}
 }
 
