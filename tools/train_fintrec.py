@@ -13,7 +13,8 @@ that unknown ids map to a trained embedding.
 Decoder (pCTR, causal): one pass per window of up to max_events training
 events, with a query token before every event (the query after i events
 predicts event i, at that event's time; see fintrec.build), so every
-position trains a serving request; full softmax over all items.
+position trains a serving request.  Loss: softmax over all items except
+those the request already holds, which recommend() excludes by default.
 Encoder (pCVR, bidirectional): one request per sampled cut point.
 The epoch with the best validation NDCG@10 is kept; test metrics go into
 the file's metadata.
@@ -71,8 +72,27 @@ def decoder_windows(data, W):
     return out
 
 
+def seen_pairs(entries):
+    """(query index, item row) pairs of items each training query must not
+    predict because its request already holds them (the evaluation and
+    recommend() exclude them too).  entries: (history rows, positions) per
+    sequence, in query order; a query at position p has seen history[:p]."""
+    qs, rows, k0 = [], [], 0
+    for hist, ps in entries:
+        ps = np.asarray(ps, np.int64)
+        if len(ps):
+            hist = hist[:ps.max()]
+            qi, j = np.nonzero(np.arange(len(hist))[None, :] < ps[:, None])
+            qs.append(qi + k0)
+            rows.append(hist[j])
+        k0 += len(ps)
+    if not qs:
+        return None
+    return torch.from_numpy(np.concatenate(qs)), torch.from_numpy(np.concatenate(rows))
+
+
 def decoder_batch(cfg, data, windows, rng, args):
-    lays, targets = [], []
+    lays, targets, seen = [], [], []
     for ui, s, e in windows:
         u = data.users[ui]
         n_train = len(u["rows"]) - 2
@@ -88,18 +108,21 @@ def decoder_batch(cfg, data, windows, rng, args):
             lay = build(cfg, Sequence(rows=rows, times=times, types=types))
             t = np.full(len(lay["kind"]), -1, np.int64)
             t[lay["kind"] == 3] = tg[1:]
+            pos = s + 1 + np.flatnonzero(tg[1:] >= 0)
         else:
             lay = build(cfg, Sequence(rows=rows, times=times, types=types), query_times=qt)
             t = np.full(len(lay["kind"]), -1, np.int64)
             t[lay["kind"] == 4] = tg
+            pos = s + np.flatnonzero(tg >= 0)
         lays.append(lay)
         targets.append(t)
+        seen.append((u["rows"], pos))
     batch = collate(cfg, lays)
     L = batch["kind"].shape[1]
     tgt = np.full((len(lays), L), -1, np.int64)
     for b, t in enumerate(targets):
         tgt[b, :len(t)] = t
-    return batch, torch.from_numpy(tgt)
+    return batch, torch.from_numpy(tgt), seen_pairs(seen)
 
 
 def encoder_batch(cfg, data, samples, rng, args):
@@ -117,32 +140,44 @@ def encoder_batch(cfg, data, samples, rng, args):
     tgt = np.full((len(lays), L), -1, np.int64)
     for b, lay in enumerate(lays):
         tgt[b, len(lay["kind"]) - 1] = tg[b]
-    return batch, torch.from_numpy(tgt)
+    seen = seen_pairs([(data.users[ui]["rows"], [c]) for ui, c in samples])
+    return batch, torch.from_numpy(tgt), seen
 
 
-def loss_of(model, batch, tgt):
+def loss_of(model, batch, tgt, seen):
+    """Softmax cross-entropy over every real item, minus the items each
+    query's request already holds (as recommend() excludes them)."""
     hid = model.hidden(batch)
     sel = tgt >= 0
     h = hid[sel]
     place = batch["placement"].unsqueeze(1).expand_as(tgt)[sel]
+    target = tgt[sel]
     logits = model.logits(h, place)
-    logits[:, :ITEM_FIRST] = float("-inf")
-    return F.cross_entropy(logits, tgt[sel])
+    mask = torch.zeros(logits.shape, dtype=torch.bool)
+    mask[:, :ITEM_FIRST] = True
+    if seen is not None:
+        mask[seen[0], seen[1]] = True
+    mask[torch.arange(len(target)), target] = False
+    return F.cross_entropy(logits.masked_fill(mask, float("-inf")), target)
 
 
-def train(variant, data, args, log):
+def train(variant, data, args, log, init=None):
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     cfg = base_config(data, variant, args)
     model = FinTRec(cfg)
+    if init is not None:
+        # same parameters, another mask: start from the trained decoder
+        model.load_state_dict(init.state_dict())
+    epochs = args.epochs if init is None else args.encoder_epochs
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd, foreach=True)
     best = (-1.0, None, -1)
     if cfg.variant == "decoder":
         units = decoder_windows(data, cfg.max_events)
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(1, epochs + 1):
         # linear decay to 0 over the run
         for group in opt.param_groups:
-            group["lr"] = args.lr * (1.0 - (epoch - 1) / args.epochs)
+            group["lr"] = args.lr * (1.0 - (epoch - 1) / epochs)
         model.train()
         t0 = time.time()
         if cfg.variant == "decoder":
@@ -170,8 +205,8 @@ def train(variant, data, args, log):
             make = encoder_batch
         total, count = 0.0, 0
         for b in batches:
-            batch, tgt = make(cfg, data, b, rng, args)
-            loss = loss_of(model, batch, tgt)
+            batch, tgt, seen = make(cfg, data, b, rng, args)
+            loss = loss_of(model, batch, tgt, seen)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -192,10 +227,12 @@ def main():
     ap.add_argument("--out", default="demo/models")
     ap.add_argument("--variants", default="decoder,encoder")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--cuts", type=int, default=8, help="encoder samples per user and epoch")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--cuts", type=int, default=16, help="encoder samples per user and epoch")
+    ap.add_argument("--encoder-epochs", type=int, default=4,
+                    help="epochs of an encoder started from the decoder")
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--wd", type=float, default=0.01)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--d", type=int, default=64)
@@ -205,9 +242,10 @@ def main():
     ap.add_argument("--tau-days", type=float, default=1.0)
     ap.add_argument("--unknown-rate", type=float, default=0.02)
     ap.add_argument("--type-drop", type=float, default=0.1)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     data = MovieLens(args.data)
 
     def log(msg):
@@ -218,9 +256,12 @@ def main():
     log("popularity: test HR@10 %.4f NDCG@10 %.4f" % pop)
     names = {"decoder": "fintrec_movielens", "encoder": "fintrec_movielens_encoder",
              "sasrec": "sasrec_movielens"}
+    trained = {}
     for variant in args.variants.split(","):
         t0 = time.time()
-        model, epoch = train(variant, data, args, log)
+        init = trained.get("decoder") if variant == "encoder" else None
+        model, epoch = train(variant, data, args, log, init)
+        trained[variant] = model
         val = evaluate(model, data, "val")
         test = evaluate(model, data, "test")
         minutes = (time.time() - t0) / 60
@@ -234,8 +275,12 @@ def main():
             "protocol": "leave-last-out per user (time, then movieId); ranking over all items "
                         "excluding the request's items; now = target time",
             "event_types": "rating in half stars 1..10; 0 = unspecified",
-            "trained_by": "tools/train_fintrec.py --seed %d --epochs %d (best epoch %d)"
-                          % (args.seed, args.epochs, epoch),
+            "trained_by": "tools/train_fintrec.py --seed %d (%s; best epoch %d)"
+                          % (args.seed, "initialised from the decoder" if init is not None
+                             else "from scratch", epoch),
+            "train_args": " ".join("--%s %s" % (k.replace("_", "-"), v)
+                                   for k, v in sorted(vars(args).items())
+                                   if k not in ("data", "out", "no_write")),
             "val_hr@10": "%.4f" % val[0], "val_ndcg@10": "%.4f" % val[1],
             "test_hr@10": "%.4f" % test[0], "test_ndcg@10": "%.4f" % test[1],
             "popularity_test_hr@10": "%.4f" % pop[0],
