@@ -13,7 +13,7 @@ packages=(
 	zlib1g-dev libpng-dev libjpeg62-turbo-dev
 	# tests: pgTAP, pg_prove, the PyTorch reference, fuzzing
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
-	python3 python3-torch python3-numpy python3-protobuf python3-pil
+	python3 python3-torch python3-numpy python3-protobuf python3-pil python3-regex
 	clang libclang-rt-14-dev
 	# data for the demo models (MovieLens through R, Fashion-MNIST)
 	r-base-core dataset-fashion-mnist
