@@ -81,6 +81,8 @@ fintrec_bind(const PgfModel *file, void *model, char *err, size_t errlen)
 		pgf_bind_fail(&b, "fintrec: d_fm %u exceeds 65536", cfg->d_fm);
 	else if (cfg->time_bias && !(cfg->time_bias_tau > 0 && isfinite(cfg->time_bias_tau)))
 		pgf_bind_fail(&b, "fintrec: time_bias needs a positive time_bias_tau");
+	else if (!(cfg->index_bias >= 0 && isfinite(cfg->index_bias)))
+		pgf_bind_fail(&b, "fintrec: index_bias must be a finite value >= 0");
 	else if ((!cfg->readout_last_event || cfg->placement_bias) && cfg->n_placements == 0)
 		pgf_bind_fail(&b, "fintrec: a query token or a placement bias needs n_placements >= 1");
 	if (b.status != PGF_OK)
@@ -107,6 +109,8 @@ fintrec_bind(const PgfModel *file, void *model, char *err, size_t errlen)
 	m->time_encoding = cfg->time_encoding;
 	m->time_bias = cfg->time_bias;
 	m->time_bias_tau = cfg->time_bias_tau;
+	m->index_bias = cfg->index_bias;
+	m->has_bias = m->time_bias || m->index_bias > 0;
 	m->learned_positions = cfg->learned_positions;
 	m->query_token = !cfg->readout_last_event;
 	m->item_scale = cfg->scale_embeddings ? sqrtf((float) d) : 1.0f;
@@ -158,7 +162,7 @@ fintrec_bind(const PgfModel *file, void *model, char *err, size_t errlen)
 		m->fm_w = pgf_bind_matrix(&b, "fin.emb.fm.w", d, m->d_fm, false);
 		m->fm_b = pgf_bind_vector(&b, "fin.emb.fm.b", d, false);
 	}
-	if (m->time_bias)
+	if (m->has_bias)
 		m->slopes = pgf_bind_vector(&b, "fin.alibi.slopes", m->n_heads, false);
 
 	/* scoring head */
@@ -404,7 +408,7 @@ fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch)
 		pgf_arena_round(B * sizeof(PgfAttnMask)) +
 		floats(B * T * d) +		/* x */
 		pgf_arena_round(B * sizeof(float *)) +
-		(m->time_bias ? B * floats(T * T) : 0) +
+		(m->has_bias ? B * floats(T * T) : 0) +
 		floats(B * d);			/* hs */
 
 	scratch = m->time_encoding ? pgf_linear_scratch_bytes(&m->time_w, (int) T) : 0;
@@ -549,8 +553,12 @@ build_tokens(const FintrecModel *m, const FintrecEvents *ev, float *x, float *bi
 		pgf_linear_acc(ev_x, tf, n_timed, &m->time_w, NULL, arena);
 	}
 
-	/* time bias: -|t_i - t_j| / tau between timed tokens, 0 with a prefix token */
-	if (m->time_bias)
+	/*
+	 * attention bias: -D_ij between timed tokens (events and query, at
+	 * positions 0 .. n_timed - 1), 0 with a prefix token; the kernel scales
+	 * it by each head's slope
+	 */
+	if (m->has_bias)
 	{
 		memset(bias, 0, sizeof(float) * (size_t) len * len);
 		for (int i = 0; i < n_timed; i++)
@@ -559,8 +567,12 @@ build_tokens(const FintrecModel *m, const FintrecEvents *ev, float *x, float *bi
 
 			for (int j = 0; j <= i; j++)
 			{
-				double		gap = fabs((double) times[i] - (double) times[j]);
-				float		v = (float) (-gap / m->time_bias_tau);
+				double		dist = m->index_bias * (double) (i - j);
+				float		v;
+
+				if (m->time_bias)
+					dist += fabs((double) times[i] - (double) times[j]) / m->time_bias_tau;
+				v = (float) -dist;
 
 				bi[j] = v;
 				bias[(size_t) (np + j) * len + np + i] = v;
@@ -692,7 +704,7 @@ user_vectors(const FintrecModel *m, const FintrecEvents *users, int B, float *u,
 	{
 		int			len = offsets[s + 1] - offsets[s];
 
-		bias_of[s] = m->time_bias ? pgf_arena_floats(arena, (size_t) len * len) : NULL;
+		bias_of[s] = m->has_bias ? pgf_arena_floats(arena, (size_t) len * len) : NULL;
 	}
 	for (int s = 0; s < n_seg; s++)
 	{
@@ -702,7 +714,7 @@ user_vectors(const FintrecModel *m, const FintrecEvents *users, int B, float *u,
 		masks[s].kind = m->decoder ? PGF_MASK_PREFIX : PGF_MASK_BIDIRECTIONAL;
 		masks[s].prefix_len = m->decoder ? m->n_prefix : 0;
 		masks[s].bias = bias_of[s];
-		masks[s].slopes = m->time_bias ? m->slopes : NULL;
+		masks[s].slopes = m->has_bias ? m->slopes : NULL;
 	}
 
 	/* the stack: hs [n_seg, d] gets each segment's read-out state */

@@ -9,7 +9,8 @@
  * The model builds
  *     [FM token] [static tokens] [event tokens, oldest first] [query token]
  * runs the transformer stack (prefix-LM causal mask for the decoder,
- * bidirectional for the encoder, TimeAliBi-style time bias), reads the
+ * bidirectional for the encoder, an ALiBi-style bias over time and token
+ * distance), reads the
  * query token's final state h_u and scores every item row with one GEMM:
  *     logit_a = (W_c h_u) . T[a] + beta_a + beta_place[placement]
  * then takes the top k, never returning the pad or unknown rows and, with
@@ -76,9 +77,11 @@ typedef struct FintrecModel
 	const float *fm_b;			/* [d] */
 	int			n_prefix;		/* FM token + static tokens */
 
-	/* time bias */
+	/* attention bias: -slope_h * (|t_i - t_j| / tau + index_bias * |i - j|) */
+	bool		has_bias;
 	bool		time_bias;
 	double		time_bias_tau;	/* seconds */
+	double		index_bias;
 	const float *slopes;		/* [n_heads] */
 
 	/* scoring */

@@ -14,7 +14,7 @@ models/transformer.h).  Head prefix H = fin.ctr (decoder) or fin.cvr
     fin.emb.query [d]  fin.emb.place.weight [n_placements, d]   (query token)
     fin.emb.sfield.weight [n_static, d]  fin.emb.sval.<k>.weight [static_vocab[k], d]
     fin.emb.fm.w [d, d_fm]  fin.emb.fm.b [d]
-    fin.alibi.slopes [H]                   (time_bias)
+    fin.alibi.slopes [H]                   (time_bias or index_bias)
     S.l<l>.{ln1,ln2}.{gamma,beta}  S.l<l>.attn.{q,k,v,o}.{weight,bias}
     S.l<l>.ffn.{w1,b1,w2,b2}  S.lnf.{gamma,beta}
     H.wc [d, d]            (score_transform; u = W_c h, [out, in])
@@ -58,7 +58,7 @@ def tensors(model):
     if cfg.d_fm:
         out["fin.emb.fm.w"] = model.fm.weight
         out["fin.emb.fm.b"] = model.fm.bias
-    if cfg.time_bias:
+    if cfg.has_bias:
         out["fin.alibi.slopes"] = model.slopes()
     s = cfg.stack_prefix
     for i, blk in enumerate(model.blocks):
@@ -105,6 +105,7 @@ def fill_config(c, cfg):
     c.time_encoding = cfg.time_encoding
     c.time_bias = cfg.time_bias
     c.time_bias_tau = cfg.time_bias_tau
+    c.index_bias = cfg.index_bias
     c.learned_positions = cfg.learned_positions
     c.scale_embeddings = cfg.scale_embeddings
     c.tied_item_table = cfg.tied_item_table
@@ -126,7 +127,7 @@ def config_from_header(c):
         d_model=c.blocks.d_model, n_layers=c.blocks.n_layers, n_heads=c.blocks.n_heads,
         d_ff=c.blocks.d_ff, activation=act, norm_eps=c.blocks.norm_eps,
         time_encoding=c.time_encoding, time_bias=c.time_bias,
-        time_bias_tau=c.time_bias_tau, learned_positions=c.learned_positions,
+        time_bias_tau=c.time_bias_tau, index_bias=c.index_bias, learned_positions=c.learned_positions,
         scale_embeddings=c.scale_embeddings, tied_item_table=c.tied_item_table,
         score_transform=c.score_transform, item_bias=c.item_bias,
         placement_bias=c.placement_bias, readout_last_event=c.readout_last_event)

@@ -27,9 +27,14 @@ n is P[i], the query is P[n]; prefix tokens get none.
 Attention: pre-LN blocks (models/transformer.h naming, prefix fin.dec or
 fin.enc).  Decoder: prefix-LM mask (prefix tokens are seen by every token
 and see each other; events see earlier events; the query sees everything).
-Encoder: bidirectional.  Time bias (time_bias): head h adds
--slope_h * |t_i - t_j| / tau between two timed tokens (events and the
-query, whose time is now); 0 when either is a prefix token.
+Encoder: bidirectional.  Attention bias between two timed tokens (events
+and the query, whose time is now; 0 when either is a prefix token): head h
+adds -slope_h * D_ij with the distance
+    D_ij = |t_i - t_j| / tau          (time_bias: TimeAliBi)
+         + index_bias * |p_i - p_j|   (index_bias > 0: ALiBi over positions)
+where p is the position above (event i at i, the query at n).  Both terms
+are relative, so cached event states stay valid; the index term tells the
+query which events are the latest even within a burst of equal times.
 
 Read-out: h_u = LN_f(output of the query token).  With readout_last_event
 (plain SASRec) there is no query token and h_u is the output of the last
@@ -85,6 +90,7 @@ class Config:
     time_encoding: bool = True
     time_bias: bool = True
     time_bias_tau: float = 86400.0      # seconds
+    index_bias: float = 0.0             # weight of |p_i - p_j| in the bias distance
     learned_positions: bool = False
     scale_embeddings: bool = False
     tied_item_table: bool = True
@@ -93,6 +99,10 @@ class Config:
     placement_bias: bool = True
     readout_last_event: bool = False
     dropout: float = 0.0                # training only
+
+    @property
+    def has_bias(self):
+        return self.time_bias or self.index_bias > 0
 
     @property
     def n_prefix(self):
@@ -262,12 +272,17 @@ def visibility(cfg, lay):
     return see
 
 
-def time_gaps(lay):
-    """float64 [L, L]: |t_i - t_j| in seconds between timed tokens, else 0."""
+def distances(cfg, lay):
+    """float64 [L, L]: the bias distance D_ij between timed tokens, else 0."""
     t = lay["time"]
+    p = lay["pos"]
     both = lay["timed"][:, None] & lay["timed"][None, :]
-    gaps = np.abs(t[:, None] - t[None, :]).astype(np.float64)
-    return np.where(both, gaps, 0.0)
+    dist = np.zeros(both.shape)
+    if cfg.time_bias:
+        dist += np.abs(t[:, None] - t[None, :]).astype(np.float64) / cfg.time_bias_tau
+    if cfg.index_bias > 0:
+        dist += cfg.index_bias * np.abs(p[:, None] - p[None, :]).astype(np.float64)
+    return np.where(both, dist, 0.0)
 
 
 def collate(cfg, lays, fms=None, placements=None):
@@ -285,16 +300,17 @@ def collate(cfg, lays, fms=None, placements=None):
         batch[key] = torch.from_numpy(arr)
     tf = np.zeros((B, L, TIME_FEATURES))
     see = np.zeros((B, L, L), bool)
-    gaps = np.zeros((B, L, L))
+    dist = np.zeros((B, L, L))
     for b, lay in enumerate(lays):
         m = len(lay["kind"])
         tf[b, :m] = lay["tf"]
         see[b, :m, :m] = visibility(cfg, lay)
-        gaps[b, :m, :m] = time_gaps(lay)
+        if cfg.has_bias:
+            dist[b, :m, :m] = distances(cfg, lay)
     see[:, np.arange(L), np.arange(L)] = True
     batch["tf"] = torch.from_numpy(tf)
     batch["see"] = torch.from_numpy(see)
-    batch["gaps"] = torch.from_numpy(gaps)
+    batch["dist"] = torch.from_numpy(dist)
     batch["placement"] = torch.as_tensor(
         np.zeros(B, np.int64) if placements is None else np.asarray(placements, np.int64))
     if cfg.d_fm:
@@ -373,7 +389,7 @@ class FinTRec(nn.Module):
             self.sval = nn.ModuleList(nn.Embedding(v, d) for v in cfg.static_vocab)
         if cfg.d_fm:
             self.fm = nn.Linear(cfg.d_fm, d)
-        if cfg.time_bias:
+        if cfg.has_bias:
             self.log_slopes = nn.Parameter(torch.log(torch.tensor(alibi_slopes(cfg.n_heads))))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.lnf = nn.LayerNorm(d, eps=cfg.norm_eps)
@@ -450,9 +466,9 @@ class FinTRec(nn.Module):
         see = batch["see"]
         mask = torch.zeros(see.shape, dtype=dt).masked_fill(~see, float("-inf"))
         mask = mask.unsqueeze(1)                                   # [B, 1, L, L]
-        if self.cfg.time_bias:
-            gaps = batch["gaps"].to(dt) / self.cfg.time_bias_tau
-            return mask - self.slopes().to(dt).view(1, -1, 1, 1) * gaps.unsqueeze(1)
+        if self.cfg.has_bias:
+            dist = batch["dist"].to(dt)
+            return mask - self.slopes().to(dt).view(1, -1, 1, 1) * dist.unsqueeze(1)
         return mask.expand(-1, self.cfg.n_heads, -1, -1)
 
     def hidden(self, batch):

@@ -5,8 +5,8 @@
 Writes, for each model, OUTDIR/<name>.pgf (the model) and
 OUTDIR/<name>.cases.pgf (its requests and the reference answers, stored as
 tensors of a .pgf file so the C test reads them with the ordinary reader).
-Models: three with random weights covering the switches (a decoder with
-every input kind, an encoder, plain SASRec) and the committed demo models
+Models: four with random weights covering the switches (a decoder with
+every input kind, an encoder, a decoder without time, plain SASRec) and the committed demo models
 when present.  100 random requests per model: lengths from 0 (cold start)
 to beyond max_events, unknown ids, repeated items, either event order,
 optional types/channels/static values/FM embedding, several placements.
@@ -66,7 +66,8 @@ RANDOM_MODELS = {
         variant="decoder", n_event_types=5, n_channels=3, n_placements=3,
         static_vocab=(4, 7), d_fm=6, max_events=24, d_model=32, n_layers=2, n_heads=4,
         d_ff=64, activation="gelu_erf", time_encoding=True, time_bias=True,
-        time_bias_tau=86400.0, learned_positions=True, scale_embeddings=False,
+        time_bias_tau=86400.0, index_bias=0.5, learned_positions=True,
+        scale_embeddings=False,
         tied_item_table=False, score_transform=True, item_bias=True,
         placement_bias=True),
     "random_encoder": Config(
@@ -76,6 +77,13 @@ RANDOM_MODELS = {
         time_bias_tau=3 * 86400.0, learned_positions=False, scale_embeddings=True,
         tied_item_table=True, score_transform=False, item_bias=True,
         placement_bias=True),
+    # no time at all: an ALiBi bias over token distance only
+    "random_alibi": Config(
+        variant="decoder", n_event_types=3, n_channels=0, n_placements=2,
+        static_vocab=(3,), max_events=12, d_model=16, n_layers=1, n_heads=4, d_ff=32,
+        activation="gelu_erf", time_encoding=False, time_bias=False, index_bias=0.25,
+        learned_positions=False, tied_item_table=True, score_transform=True,
+        item_bias=True, placement_bias=False),
     # plain SASRec: learned positions, sqrt(d) scale, tied table, no time
     "random_sasrec": Config(
         variant="decoder", n_event_types=0, n_channels=0, n_placements=1,

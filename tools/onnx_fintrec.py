@@ -8,7 +8,7 @@ request layout is built in Python, as a user of ONNX Runtime would have to)
 and returns the top k item rows and scores, seen items excluded:
 
   inputs   kind, row, type, chan, pos, static_k, static_v  int64 [B, L]
-           tf float32 [B, L, 9]; see bool [B, L, L]; gaps float32 [B, L, L]
+           tf float32 [B, L, 9]; see bool [B, L, L]; dist float32 [B, L, L]
            placement int64 [B]; readout int64 [B] (index of the read-out token)
            fm float32 [B, d_fm] (only when the model has an FM token)
            exclude float32 [B, n_items] (0, or -inf for rows never returned)
@@ -39,11 +39,11 @@ class Scorer(torch.nn.Module):
         self.model = model
         self.k = k
 
-    def forward(self, kind, row, type, chan, pos, static_k, static_v, tf, see, gaps,
+    def forward(self, kind, row, type, chan, pos, static_k, static_v, tf, see, dist,
                 placement, readout, exclude, fm=None):
         batch = {"kind": kind, "row": row, "type": type, "chan": chan, "pos": pos,
                  "static_k": static_k, "static_v": static_v, "tf": tf, "see": see,
-                 "gaps": gaps, "placement": placement}
+                 "dist": dist, "placement": placement}
         if fm is not None:
             batch["fm"] = fm
         hid = self.model.hidden(batch)                          # [B, L, d]
@@ -63,7 +63,7 @@ def feeds(model, seqs, exclude_seen=True):
     out = {k: b[k].numpy().astype(np.int64) for k in INT_INPUTS}
     out["tf"] = b["tf"].numpy().astype(np.float32)
     out["see"] = b["see"].numpy()
-    out["gaps"] = b["gaps"].numpy().astype(np.float32)
+    out["dist"] = b["dist"].numpy().astype(np.float32)
     out["placement"] = b["placement"].numpy().astype(np.int64)
     out["readout"] = np.array([len(x["kind"]) - 1 for x in lays], np.int64)
     exclude = np.zeros((len(seqs), cfg.n_items), np.float32)
@@ -80,13 +80,13 @@ def export(model, path, k=10):
     scorer = Scorer(model.float().eval(), k)
     example = [s for s in _examples(cfg, 2)]
     f = feeds(model, example)
-    names = list(INT_INPUTS) + ["tf", "see", "gaps", "placement", "readout", "exclude"]
+    names = list(INT_INPUTS) + ["tf", "see", "dist", "placement", "readout", "exclude"]
     if cfg.d_fm:
         names.append("fm")
     args = tuple(torch.from_numpy(f[n]) for n in names)
     dyn = {n: {0: "B", 1: "L"} for n in INT_INPUTS}
     dyn.update({"tf": {0: "B", 1: "L"}, "see": {0: "B", 1: "L", 2: "L"},
-                "gaps": {0: "B", 1: "L", 2: "L"}, "placement": {0: "B"},
+                "dist": {0: "B", 1: "L", 2: "L"}, "placement": {0: "B"},
                 "readout": {0: "B"}, "exclude": {0: "B"}, "fm": {0: "B"},
                 "scores": {0: "B"}, "rows": {0: "B"}})
     with torch.no_grad():

@@ -37,6 +37,15 @@ from fintrec import Config, FinTRec, Sequence, build, collate  # noqa: E402
 
 
 def base_config(data, variant, args):
+    cfg = _base_config(data, variant, args)
+    for item in args.set:
+        key, value = item.split("=", 1)
+        old = getattr(cfg, key)
+        setattr(cfg, key, type(old)(float(value)) if not isinstance(old, str) else value)
+    return cfg
+
+
+def _base_config(data, variant, args):
     if variant == "sasrec":
         # the baseline users know: no time, no event types, tied table, ReLU
         return Config(variant="decoder", n_items=data.n_items, max_events=args.max_events,
@@ -243,6 +252,8 @@ def main():
     ap.add_argument("--unknown-rate", type=float, default=0.02)
     ap.add_argument("--type-drop", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a fintrec.Config field, e.g. learned_positions=1")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
