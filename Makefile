@@ -184,6 +184,13 @@ $(FIXTURES)/fashion_t10k.csv: tools/fashion_sql_cases.py tools/train_solo.py
 	$(PYTHON) tools/fashion_sql_cases.py $@
 fixtures: $(FIXTURES)/fashion_t10k.csv
 
+# PyTorch's Fashion-MNIST counts for the demo SOLO model on all 10,000 test
+# images (about 80 s), which the SQL test must reproduce
+$(FIXTURES)/solo_tiny_eval.json: tools/eval_solo.py tools/llama.py tools/train_solo.py demo/models/solo_tiny.pgf
+	@mkdir -p $(FIXTURES)
+	OPENBLAS_NUM_THREADS=1 $(PYTHON) tools/eval_solo.py demo/models/solo_tiny.pgf --n 10000 --batch 200 --json $@ >/dev/null
+fixtures: $(FIXTURES)/solo_tiny_eval.json
+
 unit-data: fixtures
 .PHONY: fixtures unit-data
 

@@ -1,7 +1,7 @@
 """eval_solo.py: Fashion-MNIST accuracy of a SOLO model file in PyTorch
 (tools/llama.py over the weights exactly as the file stores them).
 
-  /usr/bin/python3 tools/eval_solo.py demo/models/solo_tiny.pgf [--n 1000] [--offset 0]
+  /usr/bin/python3 tools/eval_solo.py demo/models/solo_tiny.pgf [--n 1000] [--offset 0] [--json OUT]
 
 For each test image (Debian dataset-fashion-mnist, t10k split, from
 --offset): greedy decoding of the model's answer template with "What is
@@ -33,6 +33,7 @@ def main():
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", help="also write the counts to this file (for the SQL test)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -76,6 +77,11 @@ def main():
         print("  %-12s %s" % (ts.CLASSES[c], " ".join("%4d" % v for v in confusion[c])))
     print("%s: %d test images (offset %d): answer accuracy %.3f, caption accuracy %.3f (%.0f s)"
           % (args.model, n, args.offset, right_a / n, right_c / n, time.time() - t0))
+    if args.json:
+        import json
+        with open(args.json, "w") as f:
+            json.dump({"images": n, "offset": args.offset, "answers_right": int(right_a),
+                       "captions_right": int(right_c)}, f)
 
 
 if __name__ == "__main__":
