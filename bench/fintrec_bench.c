@@ -2,7 +2,7 @@
  * fintrec_bench.c: pgformer's FinTRec model called directly (no SQL), on
  * the requests bench/fintrec_bench.py writes.
  *
- *   bench/fintrec_bench MODEL.pgf REQUESTS.pgf [REPEATS]
+ *   bench/fintrec_bench MODEL.pgf REQUESTS.pgf [REPEATS [single]]
  *
  * REQUESTS holds ev.offsets [N+1], ev.items, ev.times, ev.types (newest
  * first) and case.now [N].  Prints one JSON line: single-user latency
@@ -162,9 +162,9 @@ main(int argc, char **argv)
 		}
 	qsort(lat, n_lat, sizeof(double), compare_double);
 
-	/* batch throughput: every user, BATCH at a time */
+	/* batch throughput: every user, BATCH at a time (skipped with "single") */
 	t0 = now_us();
-	for (int r = 0; r < repeats; r++)
+	for (int r = 0; r < repeats && !(argc > 4 && strcmp(argv[4], "single") == 0); r++)
 		for (int i = 0; i < n; i += BATCH)
 		{
 			int			count = n - i < BATCH ? n - i : BATCH;

@@ -400,6 +400,11 @@ scale_output(float *c, int m, int n, int ldc, float beta)
 	}
 }
 
+/* Dot products shorter than this are done as row updates (see below). */
+#define PGF_GEMM_SHORT_DOT 16
+/* Largest transposed B kept on the stack (16 KiB). */
+#define PGF_GEMM_STACK_FLOATS 4096
+
 /* The loop kernel for small shapes; same contract as pgf_gemm. */
 static void
 gemm_loops(bool trans_a, bool trans_b, int m, int n, int k,
@@ -416,6 +421,23 @@ gemm_loops(bool trans_a, bool trans_b, int m, int n, int k,
 			for (int p = 0; p < k; p++)
 				pgf_vaxpy(c + (size_t) i * ldc, alpha * a[(size_t) i * lda + p],
 						  b + (size_t) p * ldb, n);
+	}
+	else if (!trans_a && trans_b && k < PGF_GEMM_SHORT_DOT && (size_t) k * n <= PGF_GEMM_STACK_FLOATS)
+	{
+		/*
+		 * Short rows (a linear layer of few inputs): dot products of k
+		 * values cost more in reductions than in multiplies, so transpose
+		 * B onto the stack and accumulate whole rows of C instead.
+		 */
+		float		bt[PGF_GEMM_STACK_FLOATS];
+
+		for (int j = 0; j < n; j++)
+			for (int p = 0; p < k; p++)
+				bt[(size_t) p * n + j] = b[(size_t) j * ldb + p];
+		for (int i = 0; i < m; i++)
+			for (int p = 0; p < k; p++)
+				pgf_vaxpy(c + (size_t) i * ldc, alpha * a[(size_t) i * lda + p],
+						  bt + (size_t) p * n, n);
 	}
 	else if (!trans_a && trans_b)
 	{
