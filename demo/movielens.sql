@@ -27,7 +27,7 @@ SELECT name, version, arch, params, bytes FROM pgformer_models;
 -- stars as the event type
 SELECT pgformer_bind('movielens', 'events',
     $$SELECT movie_id, ts, (rating * 2)::int FROM ratings
-      WHERE user_id = $1 ORDER BY ts DESC, movie_id DESC LIMIT 200$$);
+      WHERE user_id = $1 ORDER BY ts DESC, movie_id DESC LIMIT 200$$) \gset
 SET pgformer.default_model = 'movielens';
 
 \echo '== what three users watched last'
