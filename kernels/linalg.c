@@ -11,6 +11,7 @@
  * rows into scratch and hand them to SGEMM.
  */
 #include "kernels/kernels.h"
+#include "kernels/gemm_avx512.h"
 #include "kernels/vec.h"
 
 #include <cblas.h>
@@ -529,6 +530,13 @@ pgf_gemm(bool trans_a, bool trans_b, int m, int n, int k,
 						b, inc_b, beta, c, ldc);
 		return;
 	}
+#ifdef PGF_HAVE_GEMM_AVX512
+	if (!trans_a)
+	{
+		pgf_gemm_avx512(trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+		return;
+	}
+#endif
 	cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
 				trans_b ? CblasTrans : CblasNoTrans, m, n, k,
 				alpha, a, lda, b, ldb, beta, c, ldc);
