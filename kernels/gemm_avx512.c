@@ -37,6 +37,37 @@ static float padded_a[MR * KC] __attribute__((aligned(64)));
 /* C tile of the padded rows */
 static float padded_c[MR * NC] __attribute__((aligned(64)));
 
+/* Transposes the 16 x 16 block held in r[0..15] (rows) in place. */
+static inline void
+transpose16(__m512 r[16])
+{
+	__m512		t[16];
+
+	for (int i = 0; i < 16; i += 2)
+	{
+		t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+		t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+	}
+	for (int i = 0; i < 16; i += 4)
+	{
+		r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+		r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+		r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+		r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+	}
+	for (int h = 0; h < 16; h += 8)
+		for (int i = 0; i < 4; i++)
+		{
+			t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+			t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+		}
+	for (int i = 0; i < 8; i++)
+	{
+		r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+		r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+	}
+}
+
 /* Packs B[k0:k0+kc, j0:j0+nc] (logical, [k, n]) into panels of NR columns;
  * columns past n are zeros. */
 static void
@@ -62,17 +93,22 @@ pack_b(bool trans_b, const float *b, int ldb, int k0, int kc, int j0, int nc)
 		}
 		else
 		{
-			/* B is stored [n, k]: gather a column of the panel per row of B */
-			for (int j = 0; j < w; j++)
-			{
-				const float *src = b + (size_t) (j0 + jp + j) * ldb + k0;
+			/* B is stored [n, k]: transpose 16 x 16 blocks in registers */
+			for (int jb = 0; jb < NR; jb += 16)
+				for (int p0 = 0; p0 < kc; p0 += 16)
+				{
+					__m512		r[16];
+					int			kw = kc - p0 < 16 ? kc - p0 : 16;
+					__mmask16	km = kw == 16 ? (__mmask16) 0xFFFF : (__mmask16) ((1u << kw) - 1);
 
-				for (int p = 0; p < kc; p++)
-					panel[(size_t) p * NR + j] = src[p];
-			}
-			for (int j = w; j < NR; j++)
-				for (int p = 0; p < kc; p++)
-					panel[(size_t) p * NR + j] = 0.0f;
+					for (int j = 0; j < 16; j++)
+						r[j] = jb + j < w ?
+							_mm512_maskz_loadu_ps(km, b + (size_t) (j0 + jp + jb + j) * ldb + k0 + p0) :
+							_mm512_setzero_ps();
+					transpose16(r);
+					for (int p = 0; p < kw; p++)
+						_mm512_store_ps(panel + (size_t) (p0 + p) * NR + jb, r[p]);
+				}
 		}
 	}
 }
