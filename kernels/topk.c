@@ -5,6 +5,9 @@
 
 #include <math.h>
 
+/* Scores tested at once against the heap's root (a power of two). */
+#define PGF_TOPK_BLOCK 16
+
 /* Whether (sa, ia) ranks before (sb, ib): higher score, then lower index. */
 static inline bool
 ranks_before(float sa, int32_t ia, float sb, int32_t ib)
@@ -84,8 +87,27 @@ pgf_topk(const float *scores, int n, int k, const uint8_t *skip,
 		return 0;
 	for (int i = 0; i < n; i++)
 	{
-		float		s = scores[i];
+		float		s;
 
+		/*
+		 * Once the heap is full most scores lose to its root: test blocks
+		 * of them at once (a branch-free loop the compiler vectorises) and
+		 * skip the blocks where none wins.
+		 */
+		if (size == k && (i & (PGF_TOPK_BLOCK - 1)) == 0 && i + PGF_TOPK_BLOCK <= n)
+		{
+			float		threshold = score_out[0];
+			int			wins = 0;
+
+			for (int j = 0; j < PGF_TOPK_BLOCK; j++)
+				wins |= (scores[i + j] > threshold) & (skip == NULL || skip[i + j] == 0);
+			if (!wins)
+			{
+				i += PGF_TOPK_BLOCK - 1;
+				continue;
+			}
+		}
+		s = scores[i];
 		if ((skip && skip[i]) || isnan(s))
 			continue;
 		if (size < k)
