@@ -163,6 +163,22 @@ _PG_init(void)
 	pgf_interrupt_hook = interrupt_hook;
 	pgf_fatal_hook = fatal_hook;
 
+	/*
+	 * OpenBLAS starts its worker threads when it is loaded.  In the
+	 * postmaster they would sit beside PostgreSQL's signal handling, so the
+	 * server should start with OPENBLAS_NUM_THREADS=1; say so when it did
+	 * not, and keep every backend at one thread until pgformer.threads
+	 * asks for more (created then with signals blocked).
+	 */
+	if (pgf_get_threads() > 1)
+	{
+		if (process_shared_preload_libraries_in_progress)
+			ereport(WARNING,
+					(errmsg("OpenBLAS started %d threads in the postmaster", pgf_get_threads()),
+					 errhint("Start the server with OPENBLAS_NUM_THREADS=1; pgformer.threads sets the threads of each backend.")));
+		pgf_set_threads(1);
+	}
+
 	pgformer_registry_init();
 	pgformer_cache_init();
 	pgformer_recommend_init();
