@@ -25,16 +25,6 @@
 
 #define VERIFY_STEP (64 * 1024 * 1024)
 
-static char *
-required_name(FunctionCallInfo fcinfo)
-{
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model name must not be null")));
-	return text_to_cstring(PG_GETARG_TEXT_PP(0));
-}
-
 static int32
 optional_version(FunctionCallInfo fcinfo, int argno)
 {
@@ -55,7 +45,7 @@ Datum
 pgformer_inspect(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *name = required_name(fcinfo);
+	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
 	PgfMapped  *m;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -84,7 +74,7 @@ PG_FUNCTION_INFO_V1(pgformer_verify);
 Datum
 pgformer_verify(PG_FUNCTION_ARGS)
 {
-	char	   *name = required_name(fcinfo);
+	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
 	PgfMapped  *m = pgformer_acquire_version(name, optional_version(fcinfo, 1));
 	uint32		crc = 0;
 	bool		ok;
@@ -263,7 +253,7 @@ PG_FUNCTION_INFO_V1(pgformer_metadata);
 Datum
 pgformer_metadata(PG_FUNCTION_ARGS)
 {
-	char	   *name = required_name(fcinfo);
+	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
 	PgfMapped  *m = pgformer_acquire_version(name, optional_version(fcinfo, 1));
 	const Pgformer__ModelHeader *h = m->file.header;
 	JsonbParseState *state = NULL;

@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "models/arch.h"
 #include "proto/pgf.h"
 
@@ -130,6 +131,12 @@ extern void pgformer_arenas_reset(void);
 
 /* Applies pgformer.threads to BLAS before a model call. */
 extern void pgformer_prepare_kernels(void);
+
+/* Text argument argno as a C string; an error naming it when it is null. */
+extern char *pgformer_text_arg(FunctionCallInfo fcinfo, int argno, const char *what);
+
+/* Integer argument argno; an error naming it when it is null or not positive. */
+extern int	pgformer_positive_arg(FunctionCallInfo fcinfo, int argno, const char *what);
 
 /* Microseconds since `start` (GetCurrentTimestamp based). */
 extern int64 pgformer_elapsed_us(TimestampTz start);

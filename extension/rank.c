@@ -600,11 +600,7 @@ pgformer_rank_items(PG_FUNCTION_ARGS)
 	PgfMapped  *m;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model name must not be null")));
-	model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	model = pgformer_text_arg(fcinfo, 0, "model name");
 	if (PG_ARGISNULL(2))
 		return (Datum) 0;
 	array = PG_GETARG_ARRAYTYPE_P(2);
@@ -667,12 +663,8 @@ score_object(PgfMapped *m, Jsonb *json, int k)
 static char *
 score_arguments(FunctionCallInfo fcinfo, char **task)
 {
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model name must not be null")));
 	*task = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	return text_to_cstring(PG_GETARG_TEXT_PP(0));
+	return pgformer_text_arg(fcinfo, 0, "model name");
 }
 
 PG_FUNCTION_INFO_V1(pgformer_score);

@@ -243,23 +243,6 @@ to_request(const Events *ev, int64 now, FintrecEvents *req)
 
 /* ---- arguments --------------------------------------------------------------- */
 
-static int
-k_argument(FunctionCallInfo fcinfo, int argno)
-{
-	int			k;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("k must not be null")));
-	k = PG_GETARG_INT32(argno);
-	if (k <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("k must be positive, %d was given", k)));
-	return k;
-}
-
 static char *
 model_argument(FunctionCallInfo fcinfo, int argno)
 {
@@ -396,7 +379,7 @@ pgformer_recommend(PG_FUNCTION_ARGS)
 	TimestampTz start = GetCurrentTimestamp();
 	bool		user_null = PG_ARGISNULL(0);
 	int64		user = user_null ? 0 : PG_GETARG_INT64(0);
-	int			k = k_argument(fcinfo, 1);
+	int			k = pgformer_positive_arg(fcinfo, 1, "k");
 	bool		exclude_seen = bool_argument(fcinfo, 3, true);
 	int64		now = time_argument(fcinfo, 4);
 	char	   *reranker = model_argument(fcinfo, 5);
@@ -463,7 +446,7 @@ pgformer_recommend_from(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TimestampTz start = GetCurrentTimestamp();
-	int			k = k_argument(fcinfo, 3);
+	int			k = pgformer_positive_arg(fcinfo, 3, "k");
 	bool		exclude_seen = bool_argument(fcinfo, 4, true);
 	int64		now = (int64) timestamptz_to_time_t(GetCurrentTransactionStartTimestamp());
 	Events		ev;
@@ -521,7 +504,7 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TimestampTz start = GetCurrentTimestamp();
-	int			k = k_argument(fcinfo, 1);
+	int			k = pgformer_positive_arg(fcinfo, 1, "k");
 	bool		exclude_seen = bool_argument(fcinfo, 3, true);
 	int64		now = time_argument(fcinfo, 4);
 	ArrayType  *users_array;

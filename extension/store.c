@@ -480,11 +480,7 @@ pgformer_drop(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	MemoryContext caller = CurrentMemoryContext;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model name must not be null")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	name = pgformer_text_arg(fcinfo, 0, "model name");
 
 	pgformer_become_owner(&owner);
 	table_oid = pgformer_model_table_oid();

@@ -123,22 +123,11 @@ image_patches(const PgfModel *file, const PgfSoloModel *m, bytea *image, PgfSolo
 
 /* ---- generation ------------------------------------------------------------- */
 
+/* max_tokens: positive; a huge request is cut to what one call may generate */
 static int
 max_tokens_argument(FunctionCallInfo fcinfo, int argno)
 {
-	int			n;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_tokens must not be null")));
-	n = PG_GETARG_INT32(argno);
-	if (n <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_tokens must be positive, %d was given", n)));
-	/* bounded: a huge request is cut to what one call may generate */
-	return Min(n, PGF_SOLO_MAX_NEW_TOKENS);
+	return Min(pgformer_positive_arg(fcinfo, argno, "max_tokens"), PGF_SOLO_MAX_NEW_TOKENS);
 }
 
 static text *
@@ -177,23 +166,13 @@ set_request_text(PgfSoloRequest *req, text *t)
 	req->text_len = req->text == bytes ? (size_t) len : strlen(req->text);
 }
 
-static char *
-model_name(FunctionCallInfo fcinfo)
-{
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model name must not be null")));
-	return text_to_cstring(PG_GETARG_TEXT_PP(0));
-}
-
 /* caption(model, image, max_tokens) and answer(model, image, question, max_tokens) */
 static Datum
 describe_image(FunctionCallInfo fcinfo, PgfSoloTask task)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	int			tokens_arg = task == PGF_SOLO_ANSWER ? 3 : 2;
-	char	   *name = model_name(fcinfo);
+	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
 	int			max_tokens = max_tokens_argument(fcinfo, tokens_arg);
 	PgfMapped  *m;
 	PgfSoloImage image;
@@ -237,7 +216,7 @@ Datum
 pgformer_generate_text(PG_FUNCTION_ARGS)
 {
 	TimestampTz start = GetCurrentTimestamp();
-	char	   *name = model_name(fcinfo);
+	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
 	int			max_tokens = max_tokens_argument(fcinfo, 2);
 	float		temperature = PG_ARGISNULL(3) ? 0.0f : PG_GETARG_FLOAT4(3);
 	float		top_p = PG_ARGISNULL(4) ? 1.0f : PG_GETARG_FLOAT4(4);
@@ -283,7 +262,7 @@ Datum
 pgformer_image_embedding(PG_FUNCTION_ARGS)
 {
 	TimestampTz start = GetCurrentTimestamp();
-	char	   *name = model_name(fcinfo);
+	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
 	PgfMapped  *m;
 	const PgfSoloModel *model;
 	PgfSoloImage image;
