@@ -2,22 +2,33 @@
 
     tools/data/movielens.sh                     # writes data/movielens.csv
     /usr/bin/python3 tools/train_fintrec.py     # writes demo/models/fintrec_*.pgf
+    /usr/bin/python3 tools/train_fintrec.py --variants sasrec --out /tmp/x
+                                                # the plain SASRec baseline
 
-Seeded and single-process (2 threads): the same run gives the same files.
-Splits and metrics: tools/eval_fintrec.py.  Every event is a rating; its
-event type is the rating in half stars (1..10; 0 = unspecified, used by
-callers that pass no types, and trained by dropping 10% of the types).
-There is one channel.  2% of input items are replaced by the unknown row so
-that unknown ids map to a trained embedding.
+Seeded, one thread: the same run gives the same files (about 15 minutes
+on one free core).  Splits and metrics: tools/eval_fintrec.py.  Every
+event is a rating; its event type is the rating in half stars (1..10;
+0 = unspecified, used by callers that pass no types, and trained by
+dropping 10% of the types).  There is one channel.  2% of input items are
+replaced by the unknown row so that unknown ids map to a trained embedding.
+
+Model (d 64, 2 layers, 2 heads, max 200 events): query-token read-out,
+TE(t) on every token, an attention bias over time (tau 1 day) and token
+distance (index_bias 1: without it the query cannot tell the latest of a
+burst of same-second ratings), item embeddings scaled by sqrt(d) so that
+the item dominates its token, tied scoring table with W_c and item bias.
+At 10 epochs, validation HR@10 was 0.057 with neither of the last two
+switches, 0.069 with the index bias and 0.097 with both.  --set
+FIELD=VALUE overrides any fintrec.Config field for experiments.
 
 Decoder (pCTR, causal): one pass per window of up to max_events training
 events, with a query token before every event (the query after i events
 predicts event i, at that event's time; see fintrec.build), so every
 position trains a serving request.  Loss: softmax over all items except
 those the request already holds, which recommend() excludes by default.
-Encoder (pCVR, bidirectional): one request per sampled cut point.
-The epoch with the best validation NDCG@10 is kept; test metrics go into
-the file's metadata.
+Encoder (pCVR, bidirectional): the decoder's weights, then one request per
+sampled cut point.  The epoch with the best validation NDCG@10 is kept;
+validation and test metrics go into the file's metadata.
 """
 import argparse
 import copy
@@ -58,7 +69,8 @@ def _base_config(data, variant, args):
                   n_channels=1, n_placements=1, max_events=args.max_events,
                   d_model=args.d, n_layers=args.layers, n_heads=args.heads,
                   d_ff=4 * args.d, time_encoding=True, time_bias=True,
-                  time_bias_tau=args.tau_days * 86400.0, dropout=args.dropout)
+                  time_bias_tau=args.tau_days * 86400.0, index_bias=args.index_bias,
+                  scale_embeddings=True, dropout=args.dropout)
 
 
 def corrupt(rng, rows, types, args):
@@ -236,10 +248,10 @@ def main():
     ap.add_argument("--out", default="demo/models")
     ap.add_argument("--variants", default="decoder,encoder")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--cuts", type=int, default=16, help="encoder samples per user and epoch")
-    ap.add_argument("--encoder-epochs", type=int, default=4,
+    ap.add_argument("--encoder-epochs", type=int, default=8,
                     help="epochs of an encoder started from the decoder")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--wd", type=float, default=0.01)
@@ -249,9 +261,11 @@ def main():
     ap.add_argument("--heads", type=int, default=2)
     ap.add_argument("--max-events", type=int, default=200)
     ap.add_argument("--tau-days", type=float, default=1.0)
+    ap.add_argument("--index-bias", type=float, default=1.0,
+                    help="weight of the token distance in the attention bias")
     ap.add_argument("--unknown-rate", type=float, default=0.02)
     ap.add_argument("--type-drop", type=float, default=0.1)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a fintrec.Config field, e.g. learned_positions=1")
     ap.add_argument("--no-write", action="store_true")
