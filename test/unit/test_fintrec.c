@@ -195,7 +195,7 @@ seconds(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -551,7 +551,7 @@ timing(const char *name, const FintrecModel *m)
 				single,
 				batch;
 
-	/* one BLAS thread: CPU time then is the work, not idle workers spinning */
+	/* one BLAS thread: the calling thread's CPU time is then all the work */
 	pgf_set_threads(1);
 	pgf_arena_init(&arena, mem, (bytes + 63) / 64 * 64);
 	for (int i = 0; i < n; i++)
