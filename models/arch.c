@@ -9,16 +9,16 @@
 #include <string.h>
 
 #include "models/block_stack.h"
-#include "models/solo.h"
 #include "models/fintrec.h"
 #include "models/hiformer.h"
+#include "models/solo.h"
 
 static const PgfArch arches[] = {
 	{"block_stack", PGFORMER__MODEL_HEADER__CONFIG_BLOCK_STACK,
 	sizeof(PgfBlockStackModel), pgf_block_stack_bind},
-	{"solo", PGFORMER__MODEL_HEADER__CONFIG_SOLO, sizeof(PgfSoloModel), pgf_solo_bind},
 	{"fintrec", PGFORMER__MODEL_HEADER__CONFIG_FINTREC, sizeof(FintrecModel), fintrec_bind},
 	{"hiformer", PGFORMER__MODEL_HEADER__CONFIG_HIFORMER, sizeof(PgfHiformerModel), pgf_hiformer_bind},
+	{"solo", PGFORMER__MODEL_HEADER__CONFIG_SOLO, sizeof(PgfSoloModel), pgf_solo_bind},
 };
 
 const PgfArch *
