@@ -32,26 +32,6 @@ now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-static uint8_t *
-slurp(const char *path, size_t *size)
-{
-	FILE	   *f = fopen(path, "rb");
-	uint8_t    *buf;
-	long		n;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc(n);
-	if (fread(buf, 1, n, f) != (size_t) n)
-		n = -1;
-	fclose(f);
-	*size = (size_t) n;
-	return n < 0 ? NULL : buf;
-}
-
 static const void *
 tensor(const PgfModel *m, const char *name)
 {
@@ -110,8 +90,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: %s MODEL.pgf REQUESTS.pgf [REPEATS]\n", argv[0]);
 		return 2;
 	}
-	model_bytes = slurp(argv[1], &model_size);
-	req_bytes = slurp(argv[2], &req_size);
+	model_bytes = pgf_read_file(argv[1], &model_size);
+	req_bytes = pgf_read_file(argv[2], &req_size);
 	if (!model_bytes || !req_bytes ||
 		pgf_open(&file, model_bytes, model_size, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK ||
 		pgf_model_bind(&file, model, err, sizeof(err)) != PGF_OK ||

@@ -91,7 +91,7 @@ int
 main(int argc, char **argv)
 {
 	FILE	   *f;
-	long		size;
+	size_t		size;
 	uint8_t    *bytes;
 	PgfModel	file;
 	PgfHiformerModel *model = calloc(1, sizeof(PgfHiformerModel));
@@ -117,16 +117,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: %s MODEL.pgf REQUEST.txt [RUNS]\n", argv[0]);
 		return 2;
 	}
-	f = fopen(argv[1], "rb");
-	if (!f)
+	bytes = pgf_read_file(argv[1], &size);
+	if (!bytes)
+	{
+		perror(argv[1]);
 		return 1;
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	bytes = malloc(size);
-	if (fread(bytes, 1, size, f) != (size_t) size)
-		return 1;
-	fclose(f);
+	}
 	if (pgf_open(&file, bytes, size, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK ||
 		pgf_model_bind(&file, model, err, sizeof(err)) != PGF_OK)
 	{

@@ -37,8 +37,7 @@ main(int argc, char **argv)
 	int			n_prompt = argc > 2 ? atoi(argv[2]) : 64;
 	int			n_new = argc > 3 ? atoi(argv[3]) : 64;
 	int			threads = argc > 4 ? atoi(argv[4]) : 1;
-	FILE	   *f;
-	long		size;
+	size_t		size;
 	void	   *bytes;
 	PgfModel	file;
 	PgfSoloModel *m = calloc(1, sizeof(PgfSoloModel));
@@ -55,19 +54,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: solo_bench MODEL.pgf [PROMPT_TOKENS [NEW_TOKENS [THREADS]]]\n");
 		return 2;
 	}
-	f = fopen(path, "rb");
-	if (!f)
+	bytes = pgf_read_file(path, &size);
+	if (!bytes)
 	{
 		perror(path);
 		return 1;
 	}
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	bytes = aligned_alloc(64, ((size_t) size + 63) / 64 * 64);
-	if (fread(bytes, 1, size, f) != (size_t) size)
-		return 1;
-	fclose(f);
 	if (pgf_open(&file, bytes, size, 0, NULL, err, sizeof(err)) != PGF_OK ||
 		pgf_model_bind(&file, m, err, sizeof(err)) != PGF_OK)
 	{

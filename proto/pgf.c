@@ -118,6 +118,33 @@ pgf_status_name(PgfStatus s)
 	return "unknown status";
 }
 
+uint8_t *
+pgf_read_file(const char *path, size_t *size)
+{
+	FILE	   *f = fopen(path, "rb");
+	long		n;
+	uint8_t    *bytes;
+
+	*size = 0;
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+	{
+		fclose(f);
+		return NULL;
+	}
+	bytes = aligned_alloc(PGF_ALIGN, ((size_t) n + PGF_ALIGN) / PGF_ALIGN * PGF_ALIGN);
+	if (bytes == NULL || fread(bytes, 1, (size_t) n, f) != (size_t) n)
+	{
+		free(bytes);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	*size = (size_t) n;
+	return bytes;
+}
+
 uint32_t
 pgf_crc32(uint32_t crc, const void *bytes, size_t n)
 {

@@ -112,6 +112,13 @@ PgfStatus	pgf_read_preamble(const void *bytes, size_t size, uint32_t *header_len
 /* Offset of the data section for a header of header_len bytes. */
 size_t		pgf_data_offset(uint32_t header_len);
 
+/*
+ * The whole file at path in 64-byte aligned malloc'd memory (free() it),
+ * *size bytes; NULL (errno set) when it cannot be read.  For hosts with no
+ * I/O of their own: tests, benchmarks, command-line tools.
+ */
+uint8_t    *pgf_read_file(const char *path, size_t *size);
+
 /* zlib CRC-32, continuing from crc (start with 0). */
 uint32_t	pgf_crc32(uint32_t crc, const void *bytes, size_t n);
 

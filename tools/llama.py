@@ -68,7 +68,7 @@ class DecoderConfig:
     vrow_sep_id: int = 0
     vision_close_id: int = 0
     # Prompt templates: "{image}", "{question}" and "{prompt}" are the
-    # placeholders; other text is tokenized with special tokens recognised.
+    # markers; other text is tokenized with special tokens recognised.
     caption_template: str = ""
     answer_template: str = ""
     text_template: str = ""

@@ -38,20 +38,13 @@ golden_bail(const char *fmt,...)
 static inline void
 golden_open(void)
 {
-	FILE	   *f = fopen(GOLDEN_PATH, "rb");
-	long		size;
+	size_t		size;
 	char		err[256];
 
-	if (!f)
+	golden_bytes = pgf_read_file(GOLDEN_PATH, &size);
+	if (!golden_bytes)
 		golden_bail("%s is missing: run `make unit` (it runs tools/golden_kernels.py)",
 					GOLDEN_PATH);
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	golden_bytes = aligned_alloc(64, ((size_t) size + 63) / 64 * 64);
-	if (!golden_bytes || fread(golden_bytes, 1, size, f) != (size_t) size)
-		golden_bail("cannot read %s", GOLDEN_PATH);
-	fclose(f);
 	if (pgf_open(&golden_model, golden_bytes, size, PGF_VERIFY_DATA, NULL, err,
 				 sizeof(err)) != PGF_OK)
 		golden_bail("%s: %s", GOLDEN_PATH, err);

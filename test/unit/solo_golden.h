@@ -38,27 +38,6 @@ solo_bail(const char *fmt,...)
 	exit(1);
 }
 
-/* Reads a whole file into 64-byte aligned memory; NULL if it is missing. */
-static inline void *
-read_file_aligned(const char *path, size_t *size)
-{
-	FILE	   *f = fopen(path, "rb");
-	long		n;
-	void	   *bytes;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	bytes = aligned_alloc(64, ((size_t) n + 63) / 64 * 64 + 64);
-	if (!bytes || fread(bytes, 1, (size_t) n, f) != (size_t) n)
-		solo_bail("cannot read %s", path);
-	fclose(f);
-	*size = (size_t) n;
-	return bytes;
-}
-
 /* Opens a .pgf file (bails out if missing or invalid unless optional). */
 static inline bool
 load_file(LoadedFile *lf, const char *path, bool optional)
@@ -66,7 +45,7 @@ load_file(LoadedFile *lf, const char *path, bool optional)
 	char		err[512];
 
 	memset(lf, 0, sizeof(*lf));
-	lf->bytes = read_file_aligned(path, &lf->size);
+	lf->bytes = pgf_read_file(path, &lf->size);
 	if (!lf->bytes)
 	{
 		if (optional)

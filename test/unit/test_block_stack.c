@@ -28,22 +28,12 @@ static int
 load(const char *name, Loaded *out)
 {
 	char		path[256];
-	char		err[512];
-	FILE	   *f;
-	long		n;
+	char		err[512] = "cannot read the file";
+	size_t		n;
 
 	snprintf(path, sizeof(path), FIXTURES "/%s.pgf", name);
-	f = fopen(path, "rb");
-	if (!f)
-		return -1;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	out->bytes = malloc(n);
-	if (fread(out->bytes, 1, n, f) != (size_t) n)
-		n = -1;
-	fclose(f);
-	if (n < 0 || pgf_open(&out->file, out->bytes, n, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK ||
+	out->bytes = pgf_read_file(path, &n);
+	if (!out->bytes || pgf_open(&out->file, out->bytes, n, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK ||
 		pgf_model_bind(&out->file, &out->model, err, sizeof(err)) != PGF_OK)
 	{
 		fprintf(stderr, "%s: %s\n", name, err);

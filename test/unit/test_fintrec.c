@@ -76,19 +76,12 @@ bail(const char *fmt,...)
 static void
 load(const char *path, Loaded *out)
 {
-	FILE	   *f = fopen(path, "rb");
-	long		size;
+	size_t		size;
 	char		err[256];
 
-	if (!f)
+	out->bytes = pgf_read_file(path, &size);
+	if (!out->bytes)
 		bail("%s is missing: run `make unit` (it runs tools/golden_fintrec.py)", path);
-	fseek(f, 0, SEEK_END);
-	size = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	out->bytes = aligned_alloc(64, ((size_t) size + 63) / 64 * 64);
-	if (!out->bytes || fread(out->bytes, 1, size, f) != (size_t) size)
-		bail("cannot read %s", path);
-	fclose(f);
 	if (pgf_open(&out->file, out->bytes, size, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK)
 		bail("%s: %s", path, err);
 }

@@ -56,29 +56,6 @@ typedef struct Golden
 	GoldenRequest *req;
 } Golden;
 
-static uint8_t *
-read_file(const char *path, size_t *size)
-{
-	FILE	   *f = fopen(path, "rb");
-	uint8_t    *buf;
-	long		n;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc(n > 0 ? n : 1);
-	if (fread(buf, 1, n, f) != (size_t) n)
-	{
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	*size = (size_t) n;
-	return buf;
-}
-
 /* Opens and binds a model file; returns the status, message in err. */
 static PgfStatus
 load(const char *path, Loaded *out, char *err, size_t errlen)
@@ -87,7 +64,7 @@ load(const char *path, Loaded *out, char *err, size_t errlen)
 	PgfStatus	st;
 
 	memset(out, 0, sizeof(*out));
-	out->bytes = read_file(path, &size);
+	out->bytes = pgf_read_file(path, &size);
 	if (out->bytes == NULL)
 	{
 		snprintf(err, errlen, "cannot read %s", path);
@@ -189,7 +166,7 @@ static int
 read_golden(const char *path, Golden *g)
 {
 	size_t		size;
-	uint8_t    *buf = read_file(path, &size);
+	uint8_t    *buf = pgf_read_file(path, &size);
 	Reader		r;
 	char		magic[8];
 

@@ -21,6 +21,7 @@
 
 #include "kernels/runtime.h"
 #include "models/image.h"
+#include "proto/pgf.h"
 #include "test/unit/tap.h"
 
 #define GOLDEN "test/unit/golden/image"
@@ -72,37 +73,12 @@ counting(Counter *c, long fail_at)
 /* ---- files --------------------------------------------------------------- */
 
 static uint8_t *
-read_file(const char *path, size_t *size)
-{
-	FILE	   *f = fopen(path, "rb");
-	long		n;
-	uint8_t    *data;
-
-	*size = 0;
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	data = malloc(n > 0 ? n : 1);
-	if (n > 0 && fread(data, 1, n, f) != (size_t) n)
-	{
-		free(data);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*size = (size_t) n;
-	return data;
-}
-
-static uint8_t *
 read_golden(const char *rel, size_t *size)
 {
 	char		path[512];
 
 	snprintf(path, sizeof(path), GOLDEN "/%s", rel);
-	return read_file(path, size);
+	return pgf_read_file(path, size);
 }
 
 static char *lines[MAX_LINES];
@@ -437,7 +413,7 @@ check_broken(const char *line)
 	}
 	message = line + consumed;
 	snprintf(path, sizeof(path), BROKEN "/%s", file);
-	bytes = read_file(path, &size);
+	bytes = pgf_read_file(path, &size);
 	if (!bytes)
 	{
 		tap_ok(0, "broken corpus: %s is missing", file);
@@ -480,7 +456,7 @@ check_truncations(const char *file, int png)
 	PgfImageAllocator alloc = counting(&c, -1);
 
 	snprintf(path, sizeof(path), BROKEN "/%s", file);
-	bytes = read_file(path, &size);
+	bytes = pgf_read_file(path, &size);
 	if (!bytes)
 	{
 		tap_ok(0, "truncations of %s: file missing", file);
@@ -557,7 +533,7 @@ check_corruption(const char *file, int rounds, int fix_crcs)
 	PgfImageAllocator alloc = counting(&c, -1);
 
 	snprintf(path, sizeof(path), BROKEN "/%s", file);
-	bytes = read_file(path, &size);
+	bytes = pgf_read_file(path, &size);
 	if (!bytes)
 	{
 		tap_ok(0, "corruption of %s: file missing", file);
@@ -617,7 +593,7 @@ check_alloc_failures(const char *file, int pipeline)
 
 	pgf_image_preprocess_init(&pp, 16, 64);
 	snprintf(path, sizeof(path), BROKEN "/%s", file);
-	bytes = read_file(path, &size);
+	bytes = pgf_read_file(path, &size);
 	for (k = 0; bytes && k < 100; k++)
 	{
 		PgfImageAllocator alloc = counting(&c, k);
@@ -662,7 +638,7 @@ check_limit_before_allocation(const char *file, PgfImageStatus want)
 	PgfImageStatus st = PGF_IMAGE_OK;
 
 	snprintf(path, sizeof(path), BROKEN "/%s", file);
-	bytes = read_file(path, &size);
+	bytes = pgf_read_file(path, &size);
 	if (bytes)
 		st = pgf_image_decode(bytes, size, 3, PGF_IMAGE_DEFAULT_MAX_PIXELS, &alloc, &img,
 							  err, sizeof(err));
@@ -796,7 +772,7 @@ check_plan_and_buffer(void)
 	int			ok;
 
 	snprintf(path, sizeof(path), GOLDEN "/in/photo_rocket.jpg");
-	bytes = read_file(path, &size);
+	bytes = pgf_read_file(path, &size);
 	pgf_image_preprocess_init(&pp, 32, 1024);
 	ok = bytes && pgf_image_plan(bytes, size, &pp, &plan, err, sizeof(err)) == PGF_IMAGE_OK &&
 		plan.format == PGF_IMAGE_JPEG && plan.width == 640 && plan.height == 427 &&
@@ -833,7 +809,7 @@ check_interrupts_and_grey(void)
 	int			ok = 0;
 
 	snprintf(path, sizeof(path), GOLDEN "/in/photo_chelsea.png");
-	bytes = read_file(path, &size);
+	bytes = pgf_read_file(path, &size);
 	if (bytes &&
 		pgf_image_decode(bytes, size, 3, PGF_IMAGE_DEFAULT_MAX_PIXELS, NULL, &rgb, err,
 						 sizeof(err)) == PGF_IMAGE_OK &&

@@ -21,30 +21,6 @@
 
 #define FIXTURES "build/fixtures"
 
-static uint8_t *
-read_file(const char *path, size_t *size)
-{
-	FILE	   *f = fopen(path, "rb");
-	uint8_t    *buf;
-	long		n;
-
-	if (f == NULL)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc(n > 0 ? n : 1);
-	if (n > 0 && fread(buf, 1, n, f) != (size_t) n)
-	{
-		free(buf);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*size = (size_t) n;
-	return buf;
-}
-
 /* Opens and binds; status of the first failing step. */
 static PgfStatus
 open_and_bind(const uint8_t *bytes, size_t size, char *err, size_t errlen)
@@ -127,7 +103,7 @@ test_python_files(void)
 		PgfStatus	s;
 
 		snprintf(path, sizeof(path), FIXTURES "/%s.pgf", names[i]);
-		bytes = read_file(path, &size);
+		bytes = pgf_read_file(path, &size);
 		s = bytes ? open_and_bind(bytes, size, err, sizeof(err)) : PGF_ERR_IO;
 		tap_ok(s == PGF_OK, "Python-written %s opens and binds %s", names[i], err);
 		free(bytes);
@@ -196,7 +172,7 @@ test_broken_corpus(void)
 		if (split_csv_line(line, &file, &state, &pattern) != 0)
 			continue;
 		snprintf(path, sizeof(path), FIXTURES "/broken/%s", file);
-		bytes = read_file(path, &size);
+		bytes = pgf_read_file(path, &size);
 		s = open_and_bind(bytes ? bytes : (const uint8_t *) "", size, err, sizeof(err));
 		matched = regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) == 0 &&
 			regexec(&re, err, 0, NULL, 0) == 0;
@@ -214,7 +190,7 @@ static void
 test_every_truncation(void)
 {
 	size_t		size = 0;
-	uint8_t    *bytes = read_file(FIXTURES "/bs_tiny.pgf", &size);
+	uint8_t    *bytes = pgf_read_file(FIXTURES "/bs_tiny.pgf", &size);
 	int			opened = 0;
 
 	if (!tap_ok(bytes != NULL, "bs_tiny.pgf is readable"))
