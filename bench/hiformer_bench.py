@@ -6,8 +6,11 @@ reuse each save in pgformer.
 
     .venv/bin/python bench/hiformer_bench.py [MODEL.pgf] [--candidates 200] [--runs 300]
 
-(the venv: /usr/bin/python3 -m venv --system-site-packages .venv with
-onnxruntime and onnx from PyPI).  The request: feature values drawn around
+The venv keeps Debian's torch and numpy and adds the peer from PyPI:
+    /usr/bin/python3 -m venv --system-site-packages .venv
+    .venv/bin/pip install onnxruntime==1.20.1 onnx && .venv/bin/pip uninstall -y numpy
+(pip brings numpy 2, which Debian's torch 1.13 cannot use; without it the
+venv sees the system's numpy 1.24).  The request: feature values drawn around
 each feature's training statistics (the user and context rows shared, one
 item row per candidate; multi-hot genres of 1 to 3 codes).  Every engine
 runs on one thread and on inputs prepared beforehand; the times are model
