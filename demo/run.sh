@@ -13,7 +13,7 @@ cluster=${PGFORMER_DEMO_DIR:-/tmp/pgformer-demo}
 tools/setup-deps.sh
 make -s -j2 >/dev/null
 if [ "$(id -u)" -eq 0 ]; then make -s install >/dev/null; else sudo make -s install >/dev/null; fi
-make -s fixtures >/dev/null
+make -s build/fixtures/.stamp >/dev/null
 
 if [ -f "$cluster/data/postmaster.pid" ]; then test/cluster.sh stop "$cluster" || true; fi
 rm -rf "$cluster"
