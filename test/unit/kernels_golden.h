@@ -21,19 +21,6 @@
 static PgfModel golden_model;
 static void *golden_bytes;
 
-static inline void
-golden_bail(const char *fmt,...)
-{
-	va_list		args;
-
-	printf("Bail out! ");
-	va_start(args, fmt);
-	vprintf(fmt, args);
-	va_end(args);
-	printf("\n");
-	exit(1);
-}
-
 /* Opens the reference file (fully verified) or bails out. */
 static inline void
 golden_open(void)
@@ -43,11 +30,11 @@ golden_open(void)
 
 	golden_bytes = pgf_read_file(GOLDEN_PATH, &size);
 	if (!golden_bytes)
-		golden_bail("%s is missing: run `make unit` (it runs tools/golden_kernels.py)",
+		tap_bail("%s is missing: run `make unit` (it runs tools/golden_kernels.py)",
 					GOLDEN_PATH);
 	if (pgf_open(&golden_model, golden_bytes, size, PGF_VERIFY_DATA, NULL, err,
 				 sizeof(err)) != PGF_OK)
-		golden_bail("%s: %s", GOLDEN_PATH, err);
+		tap_bail("%s: %s", GOLDEN_PATH, err);
 }
 
 static inline const PgfTensor *
@@ -62,7 +49,7 @@ golden_tensor(const char *fmt,...)
 	va_end(args);
 	t = pgf_find(&golden_model, name);
 	if (!t)
-		golden_bail("tensor %s is not in %s: regenerate it", name, GOLDEN_PATH);
+		tap_bail("tensor %s is not in %s: regenerate it", name, GOLDEN_PATH);
 	return t;
 }
 
@@ -79,7 +66,7 @@ golden_f32(long numel, const char *fmt,...)
 	va_end(args);
 	t = golden_tensor("%s", name);
 	if (t->dtype != PGF_DTYPE_F32 || (numel >= 0 && t->numel != numel))
-		golden_bail("tensor %s: dtype %d with %lld values, expected f32 with %ld",
+		tap_bail("tensor %s: dtype %d with %lld values, expected f32 with %ld",
 					name, (int) t->dtype, (long long) t->numel, numel);
 	return (const float *) t->data;
 }
@@ -96,7 +83,7 @@ golden_i32(long numel, const char *fmt,...)
 	va_end(args);
 	t = golden_tensor("%s", name);
 	if (t->dtype != PGF_DTYPE_I32 || (numel >= 0 && t->numel != numel))
-		golden_bail("tensor %s: dtype %d with %lld values, expected i32 with %ld",
+		tap_bail("tensor %s: dtype %d with %lld values, expected i32 with %ld",
 					name, (int) t->dtype, (long long) t->numel, numel);
 	return (const int32_t *) t->data;
 }
@@ -165,7 +152,7 @@ test_arena(size_t bytes)
 	void	   *base = aligned_alloc(PGF_ARENA_ALIGN, pgf_arena_round(bytes ? bytes : 1));
 
 	if (!base)
-		golden_bail("out of memory for a %zu byte arena", bytes);
+		tap_bail("out of memory for a %zu byte arena", bytes);
 	pgf_arena_init(&a, base, bytes);
 	return a;
 }

@@ -25,19 +25,6 @@ typedef struct LoadedFile
 	PgfModel	file;
 } LoadedFile;
 
-static inline void
-solo_bail(const char *fmt,...)
-{
-	va_list		args;
-
-	printf("Bail out! ");
-	va_start(args, fmt);
-	vprintf(fmt, args);
-	va_end(args);
-	printf("\n");
-	exit(1);
-}
-
 /* Opens a .pgf file (bails out if missing or invalid unless optional). */
 static inline bool
 load_file(LoadedFile *lf, const char *path, bool optional)
@@ -50,10 +37,10 @@ load_file(LoadedFile *lf, const char *path, bool optional)
 	{
 		if (optional)
 			return false;
-		solo_bail("%s is missing: run `make unit` (it runs tools/golden_solo.py)", path);
+		tap_bail("%s is missing: run `make unit` (it runs tools/golden_solo.py)", path);
 	}
 	if (pgf_open(&lf->file, lf->bytes, lf->size, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK)
-		solo_bail("%s: %s", path, err);
+		tap_bail("%s: %s", path, err);
 	return true;
 }
 
@@ -76,7 +63,7 @@ load_solo(LoadedFile *lf, PgfSoloModel *m, const char *path)
 
 	load_file(lf, path, false);
 	if (pgf_model_bind(&lf->file, m, err, sizeof(err)) != PGF_OK)
-		solo_bail("%s: %s", path, err);
+		tap_bail("%s: %s", path, err);
 }
 
 static LoadedFile solo_ref;
@@ -99,7 +86,7 @@ ref_tensor(const char *fmt,...)
 	va_end(args);
 	t = pgf_find(&solo_ref.file, name);
 	if (!t)
-		solo_bail("tensor %s is not in the references: regenerate them", name);
+		tap_bail("tensor %s is not in the references: regenerate them", name);
 	return t;
 }
 
@@ -115,7 +102,7 @@ arena_new(PgfArena *a, size_t size)
 	void	   *base = aligned_alloc(PGF_ARENA_ALIGN, pgf_arena_round(size ? size : 64));
 
 	if (!base)
-		solo_bail("out of memory (%zu bytes)", size);
+		tap_bail("out of memory (%zu bytes)", size);
 	pgf_arena_init(a, base, pgf_arena_round(size ? size : 64));
 }
 

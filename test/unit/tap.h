@@ -81,6 +81,20 @@ tap_close(const float *a, const float *b, size_t n, double tol, const char *what
 	return tap_ok(diff <= tol, "%s (max abs diff %.3g, tolerance %.3g)", what, diff, tol);
 }
 
+/* Stops the test binary: the reference data it needs is missing or bad. */
+static inline void
+tap_bail(const char *fmt,...)
+{
+	va_list		args;
+
+	printf("Bail out! ");
+	va_start(args, fmt);
+	vprintf(fmt, args);
+	va_end(args);
+	printf("\n");
+	exit(1);
+}
+
 /* Exit status: 0 when every planned test ran and passed. */
 static inline int
 tap_done(void)

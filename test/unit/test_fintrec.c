@@ -61,19 +61,6 @@ typedef struct Cases
 } Cases;
 
 static void
-bail(const char *fmt,...)
-{
-	va_list		args;
-
-	printf("Bail out! ");
-	va_start(args, fmt);
-	vprintf(fmt, args);
-	va_end(args);
-	printf("\n");
-	exit(1);
-}
-
-static void
 load(const char *path, Loaded *out)
 {
 	size_t		size;
@@ -81,9 +68,9 @@ load(const char *path, Loaded *out)
 
 	out->bytes = pgf_read_file(path, &size);
 	if (!out->bytes)
-		bail("%s is missing: run `make unit` (it runs tools/golden_fintrec.py)", path);
+		tap_bail("%s is missing: run `make unit` (it runs tools/golden_fintrec.py)", path);
 	if (pgf_open(&out->file, out->bytes, size, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK)
-		bail("%s: %s", path, err);
+		tap_bail("%s: %s", path, err);
 }
 
 static const void *
@@ -92,7 +79,7 @@ need(const Loaded *l, const char *name, long numel)
 	const PgfTensor *t = pgf_find(&l->file, name);
 
 	if (!t || (numel >= 0 && t->numel != numel))
-		bail("golden tensor %s is missing or mis-sized: regenerate it", name);
+		tap_bail("golden tensor %s is missing or mis-sized: regenerate it", name);
 	return t->data;
 }
 
@@ -104,7 +91,7 @@ load_cases(const char *path, Cases *c)
 	load(path, &c->f);
 	t = pgf_find(&c->f.file, "ref.logits");
 	if (!t || t->ndim != 2)
-		bail("%s: no ref.logits", path);
+		tap_bail("%s: no ref.logits", path);
 	c->n = (int) t->shape[0];
 	c->R = (int) t->shape[1];
 	c->logits = t->data;
@@ -595,7 +582,7 @@ main(void)
 	FintrecModel *models[MAX_MODELS];
 
 	if (!list)
-		bail("%s/models.txt is missing: run `make unit` (it runs tools/golden_fintrec.py)",
+		tap_bail("%s/models.txt is missing: run `make unit` (it runs tools/golden_fintrec.py)",
 			 GOLDEN_DIR);
 	while (n_models < MAX_MODELS && fscanf(list, "%127s", names[n_models]) == 1)
 		n_models++;
@@ -622,14 +609,14 @@ main(void)
 		snprintf(path, sizeof(path), "%s/%s.cases.pgf", GOLDEN_DIR, names[i]);
 		load_cases(path, &cases);
 		if (cases.R != fintrec_rows(models[i]))
-			bail("%s: %d reference rows for %d model rows", names[i], cases.R,
+			tap_bail("%s: %d reference rows for %d model rows", names[i], cases.R,
 				 fintrec_rows(models[i]));
 		check_model(names[i], models[i], &cases);
 		pgf_close(&cases.f.file);
 		free(cases.f.bytes);
 	}
 	if (n_models == 0 || strcmp(names[0], "random_decoder") != 0)
-		bail("the first golden model must be random_decoder");
+		tap_bail("the first golden model must be random_decoder");
 	check_errors(models[0], &files[0]);
 	for (int i = 0; i < n_models; i++)
 		if (strncmp(names[i], "fintrec_movielens", 17) == 0)

@@ -240,7 +240,7 @@ check_bad_table(const char *tensor, int index, int32_t value, const char *expect
 	t = pgf_find(&lf.file, tensor);
 	((int32_t *) (copy + ((const uint8_t *) t->data - (const uint8_t *) lf.bytes)))[index] = value;
 	if (pgf_open(&file, copy, lf.size, 0, NULL, err, sizeof(err)) != PGF_OK)
-		solo_bail("cannot reopen the copy: %s", err);
+		tap_bail("cannot reopen the copy: %s", err);
 	st = pgf_model_bind(&file, m, err, sizeof(err));
 	tap_ok(st == PGF_ERR_CONFIG && strstr(err, expect) != NULL,
 		   "a bad %s[%d] is refused at bind (%s)", tensor, index, err);
