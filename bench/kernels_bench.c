@@ -3,9 +3,7 @@
  * dtype, decode and prefill attention, small and Llama-sized blocks)
  * next to the OpenBLAS call they are built on, in one run.
  *
- *   make && cc -std=gnu11 -O2 -march=native -I. \
- *     $(pkg-config --cflags openblas) -o bench/kernels_bench \
- *     bench/kernels_bench.c kernels/[a-z]*.o $(pkg-config --libs openblas) -lm
+ *   make bench/kernels_bench
  *   OPENBLAS_NUM_THREADS=1 bench/kernels_bench
  *
  * Prints one line per case: best-of-N wall time per call and throughput.
@@ -17,6 +15,7 @@
 #include <time.h>
 
 #include "kernels/kernels.h"
+#include "proto/pgf.h"
 
 static double
 now(void)
@@ -77,24 +76,6 @@ make_weight(PgfDType dt, int rows, int cols)
 	return m;
 }
 
-static const char *
-dtype_name(PgfDType dt)
-{
-	switch (dt)
-	{
-		case PGF_DTYPE_F32:
-			return "f32";
-		case PGF_DTYPE_F16:
-			return "f16";
-		case PGF_DTYPE_BF16:
-			return "bf16";
-		case PGF_DTYPE_Q8:
-			return "q8";
-		default:
-			return "?";
-	}
-}
-
 static size_t
 dtype_bytes(PgfDType dt)
 {
@@ -132,7 +113,7 @@ bench_linear(int rows, int cols, int n)
 		pgf_arena_init(&arena, base, bytes);
 		TIME_BEST(best, reps, pgf_linear(y, x, n, &w, NULL, &arena));
 		printf("linear %-4s [%5d x %5d] n=%-3d %9.3f ms  %7.1f GFLOP/s  %6.1f GB/s of weights\n",
-			   dtype_name(dts[d]), rows, cols, n, best * 1e3,
+			   pgf_dtype_name(dts[d]), rows, cols, n, best * 1e3,
 			   2.0 * rows * cols * n / best * 1e-9,
 			   (double) rows * cols * dtype_bytes(dts[d]) / best * 1e-9);
 		free(base);
@@ -206,7 +187,7 @@ bench_block(const char *what, PgfBlockSpec spec, PgfDType dt, int n_segments, in
 	pgf_arena_init(&arena, base, bytes);
 	TIME_BEST(best, 20, pgf_block_forward(&spec, &w, x, n_segments, offsets, masks, NULL, &arena));
 	printf("block %-28s %-4s %3d x %4d rows  %9.3f ms  (scratch bound %zu, used %zu)\n",
-		   what, dtype_name(dt), n_segments, rows_per_seg, best * 1e3, bytes, arena.high_water);
+		   what, pgf_dtype_name(dt), n_segments, rows_per_seg, best * 1e3, bytes, arena.high_water);
 	free(x);
 	free(base);
 }

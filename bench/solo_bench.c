@@ -3,10 +3,7 @@
  * Llama-family decoder), to set next to bench/solo_bench.py (PyTorch on the
  * same weights).
  *
- *   make && cc -std=gnu11 -O2 -march=native -I. $(pkg-config --cflags openblas) \
- *     -o bench/solo_bench bench/solo_bench.c kernels/[a-z]*.o models/[a-z]*.o \
- *     proto/pgf.o proto/model.pb-c.o $(pkg-config --libs openblas) \
- *     -lprotobuf-c -lpng -ljpeg -lz -lm
+ *   make bench/solo_bench          (bench/solo_bench.sh runs it next to PyTorch)
  *   OPENBLAS_NUM_THREADS=1 bench/solo_bench MODEL.pgf [PROMPT_TOKENS [NEW_TOKENS [THREADS]]]
  *
  * The prompt is PROMPT_TOKENS ids (a fixed pseudo-random sequence of
