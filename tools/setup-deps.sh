@@ -11,10 +11,10 @@ packages=(
 	make gcc pkg-config postgresql-15 postgresql-server-dev-15
 	libopenblas-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 	zlib1g-dev libpng-dev libjpeg62-turbo-dev
-	# tests: pgTAP, pg_prove, the PyTorch reference, fuzzing
+	# tests: pgTAP, pg_prove, the PyTorch reference, fuzzing, shell lint
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
 	python3 python3-torch python3-numpy python3-protobuf python3-pil python3-regex
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev shellcheck
 	# data for the demo models (MovieLens through R, Fashion-MNIST)
 	r-base-core dataset-fashion-mnist
 )
@@ -25,12 +25,14 @@ for p in "${packages[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-sudo=""
+# What runs apt-get: nothing in front as root, else sudo keeping the
+# environment (DEBIAN_FRONTEND).
+as_root=()
 if [ "$(id -u)" -ne 0 ]; then
 	command -v sudo >/dev/null || { echo "setup-deps: need root to install: ${missing[*]}" >&2; exit 1; }
-	sudo="sudo"
+	as_root=(sudo -E)
 fi
 echo "setup-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null
-$sudo -E apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+"${as_root[@]}" apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null
+"${as_root[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}" >/dev/null
