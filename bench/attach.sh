@@ -27,6 +27,7 @@ PY
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
 test/cluster.sh start "$dir/cluster"
 trap 'test/cluster.sh stop "$dir/cluster"; rm -rf "$dir"' EXIT
+# shellcheck disable=SC1091  # written by test/cluster.sh at run time
 . "$dir/cluster/env"
 psql -qX -c "CREATE EXTENSION pgformer" >/dev/null
 for m in m1 m100; do

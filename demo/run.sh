@@ -7,7 +7,6 @@
 #   make demo-stop     stop the demo cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 cluster=${PGFORMER_DEMO_DIR:-/tmp/pgformer-demo}
 
 tools/setup-deps.sh
@@ -18,7 +17,7 @@ make -s build/fixtures/.stamp >/dev/null
 if [ -f "$cluster/data/postmaster.pid" ]; then test/cluster.sh stop "$cluster" || true; fi
 rm -rf "$cluster"
 test/cluster.sh start "$cluster"
-# shellcheck disable=SC1091
+# shellcheck disable=SC1091  # written by test/cluster.sh at run time
 . "$cluster/env"
 mkdir -p "$cluster/files"
 cp build/fixtures/bs_tiny.pgf "$cluster/files/"

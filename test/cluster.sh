@@ -22,7 +22,7 @@ start)
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
 	[ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
-	user=$([ "$(id -u)" -eq 0 ] && echo postgres || id -un)
+	if [ "$(id -u)" -eq 0 ]; then user=postgres; else user=$(id -un); fi
 	as_owner "$bindir/initdb" -D "$dir/data" -U "$user" -A trust --no-sync >"$dir/initdb.log" 2>&1
 	cat >>"$dir/data/postgresql.conf" <<CONF
 listen_addresses = ''

@@ -14,7 +14,7 @@
 #   test/run.sh unit     only the C unit tests (`make unit`; no server)
 set -u
 mode=${1:-all}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
 passed=0
 failed=0
@@ -125,7 +125,7 @@ start_cluster() {
 		cat "$cluster/initdb.log" "$cluster/log" 2>/dev/null | tail -20
 		return 1
 	fi
-	# shellcheck disable=SC1091
+	# shellcheck disable=SC1091  # written by test/cluster.sh at run time
 	. "$cluster/env"
 	cp -r build/fixtures "$cluster/fixtures"
 	cp demo/models/*.pgf "$cluster/fixtures/"

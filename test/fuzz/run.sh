@@ -12,9 +12,11 @@ out=build/fuzz
 mkdir -p "$out/corpus"
 make -s proto/model.pb-c.h fixtures
 sources=(test/fuzz/pgf_fuzz.c proto/pgf.c proto/model.pb-c.c kernels/*.c models/*.c)
+read -ra blas_cflags <<<"$(pkg-config --cflags openblas)"
+read -ra blas_libs <<<"$(pkg-config --libs openblas)"
 clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-I. $(pkg-config --cflags openblas) -o "$out/pgf_fuzz" "${sources[@]}" \
-	$(pkg-config --libs openblas) -lprotobuf-c -lpng -ljpeg -lz -lm
+	-I. "${blas_cflags[@]}" -o "$out/pgf_fuzz" "${sources[@]}" \
+	"${blas_libs[@]}" -lprotobuf-c -lpng -ljpeg -lz -lm
 cp build/fixtures/bs_tiny.pgf build/fixtures/bs_llama.pgf build/fixtures/bs_bf16.pgf \
 	build/fixtures/broken/*.pgf "$out/corpus/"
 cd "$out"

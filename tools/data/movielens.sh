@@ -15,6 +15,7 @@ trap 'rm -rf "$work"' EXIT
 command -v Rscript >/dev/null || { echo "movielens.sh: Rscript not found (apt-get install r-base-core)" >&2; exit 1; }
 (cd "$work" && apt-get download r-cran-dslabs >/dev/null)
 dpkg -x "$work"/r-cran-dslabs_*.deb "$work/x"
+# shellcheck disable=SC2016  # R code: e$movielens is R, not a shell variable
 Rscript -e 'args <- commandArgs(TRUE); e <- new.env(); invisible(lazyLoad(args[1], envir = e)); write.csv(e$movielens, args[2], row.names = FALSE)' \
 	"$work/x/usr/lib/R/site-library/dslabs/data/Rdata" "$out.tmp"
 mv "$out.tmp" "$out"
