@@ -3,8 +3,8 @@
 #   make            build pgformer.so (PGXS) and the generated SQL script
 #   make install    install the extension into PostgreSQL 15
 #   make unit       build and run the C unit tests (no server needed)
-#   make test       everything: dependencies, build, unit tests, pgTAP suites
-#                   on a throwaway cluster (test/run.sh)
+#   make test       everything: dependencies, setup checks, build, unit tests,
+#                   pgTAP suites on a throwaway cluster (test/run.sh)
 #   make demo       dependencies, build, a throwaway cluster and the demo
 #   make fuzz       run the .pgf reader fuzzer (clang, libFuzzer)
 

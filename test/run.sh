@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite (`make test`):
 #   1. installs missing Debian packages (tools/setup-deps.sh),
-#   2. builds and installs the extension,
-#   3. runs the C unit tests (TAP, against PyTorch goldens) and fuzzes the
+#   2. runs the checks of the setup itself in test/setup (no server): the
+#      installer against stand-ins for apt-get and sudo, and shellcheck on
+#      every shell script,
+#   3. builds and installs the extension,
+#   4. runs the C unit tests (TAP, against PyTorch goldens) and fuzzes the
 #      model-file reader for 20 seconds,
-#   4. starts a throwaway cluster with pgformer preloaded and runs the pgTAP
+#   5. starts a throwaway cluster with pgformer preloaded and runs the pgTAP
 #      suites in test/sql with pg_prove and the client-side checks in
 #      test/shell (pg_dump), then checks the server never restarted,
-#   5. starts one without the preload and runs test/nopreload,
+#   6. starts one without the preload and runs test/nopreload,
 # and ends with the line `tests: N passed, N failed`.
 #
 #   test/run.sh          everything
@@ -75,6 +78,19 @@ if ! tools/setup-deps.sh; then
 	failed=$((failed + 1)); finish
 fi
 export OPENBLAS_NUM_THREADS=1
+
+# The installer and the shell scripts themselves; TAP, no server.
+note "setup"
+for t in test/setup/*.sh; do
+	out=$log_dir/setup-$(basename "$t" .sh).tap
+	"$t" >"$out" 2>&1
+	if count_tap "$out" $?; then
+		echo "ok   $t ($(grep -cE '^ok ' "$out") tests)"
+	else
+		echo "FAIL $t"
+		grep -E '^not ok|^#|^Bail out' "$out" | head -20
+	fi
+done
 
 note "build"
 if ! make -j2 >"$log_dir/build.log" 2>&1; then
