@@ -491,7 +491,7 @@ wire_next(const uint8_t *p, size_t n, size_t *pos, WireField *f)
 
 	if (*pos >= n)
 		return 0;
-	if (!wire_varint(p, n, pos, 5, &tag) || (tag >> 3) == 0)
+	if (!wire_varint(p, n, pos, 5, &tag))
 		return -1;
 	f->number = (uint32_t) (tag >> 3);
 	f->wire_type = (unsigned) (tag & 7);
