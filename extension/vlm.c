@@ -211,6 +211,24 @@ pgformer_answer(PG_FUNCTION_ARGS)
 	return describe_image(fcinfo, PGF_SOLO_ANSWER);
 }
 
+/* v as SQL writes a real: NaN and Infinity by name */
+static const char *
+float_text(float v)
+{
+	if (isnan(v))
+		return "NaN";
+	if (isinf(v))
+		return v > 0 ? "Infinity" : "-Infinity";
+	return psprintf("%g", v);
+}
+
+/*
+ * generate_text(model, prompt, max_tokens, temperature, top_p, seed, top_k):
+ * temperature 0 is greedy, and so is any temperature small enough that only
+ * the top token keeps weight (the sampler decides); top_p in (0, 1], a tiny
+ * one keeping the top token alone; top_k 0 for no cut, past the vocabulary
+ * the same.  NaN and infinities are refused.
+ */
 PG_FUNCTION_INFO_V1(pgformer_generate_text);
 Datum
 pgformer_generate_text(PG_FUNCTION_ARGS)
@@ -228,14 +246,19 @@ pgformer_generate_text(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(1))
 		PG_RETURN_NULL();
-	if (isnan(temperature) || temperature < 0)
+	if (!isfinite(temperature))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("temperature must be a finite number, %s was given",
+						float_text(temperature))));
+	if (temperature < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("temperature must be 0 (greedy) or positive, %g was given", temperature)));
 	if (isnan(top_p) || top_p <= 0 || top_p > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("top_p must be in (0, 1], %g was given", top_p)));
+				 errmsg("top_p must be in (0, 1], %s was given", float_text(top_p))));
 	if (top_k < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

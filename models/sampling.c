@@ -95,29 +95,61 @@ pgf_sample_scratch_bytes(int n)
 		pgf_arena_round((size_t) n * sizeof(float));
 }
 
-/* Draws from the whole (temperature-scaled) distribution. */
-static int
-sample_all(const float *logits, int n, float max, PgfRng *rng)
+/*
+ * The weight of a logit against the largest one, max (finite), at inverse
+ * temperature inv: exp((logit - max) * inv), computed in double so that no
+ * temperature overflows it.  -inf and NaN logits weigh nothing (also when
+ * inv is 0, where (-inf) * 0 would be NaN).
+ */
+static inline double
+weight(float logit, float max, double inv)
 {
+	if (isnan(logit) || logit == -INFINITY)
+		return 0;
+	return exp(((double) logit - (double) max) * inv);
+}
+
+/*
+ * True when the tokens tied at the top (weight 1 each, top of them) hold
+ * all but a negligible part of the mass total: no draw could tell the
+ * distribution from greedy's, so greedy's choice (the lowest id) is taken,
+ * which is also what the temperature's limit at 0 means.
+ */
+static inline bool
+only_the_top(double total, double top)
+{
+	return total - top <= top * 0x1p-53;
+}
+
+/* Draws from the whole distribution. */
+static int
+sample_all(const float *logits, int n, int best, double inv, PgfRng *rng)
+{
+	float		max = logits[best];
 	double		z = 0,
+				top = 0,
 				u,
 				c = 0;
-	int			last = -1;
+	int			last = best;
 
 	for (int i = 0; i < n; i++)
-		if (!isnan(logits[i]))
-			z += exp((double) logits[i] - max);
+	{
+		double		w = weight(logits[i], max, inv);
+
+		z += w;
+		if (logits[i] == max)
+			top += 1;
+	}
+	if (only_the_top(z, top))
+		return best;
 	u = pgf_rng_uniform(rng) * z;
 	for (int i = 0; i < n; i++)
 	{
-		double		p;
+		double		w = weight(logits[i], max, inv);
 
-		if (isnan(logits[i]))
-			continue;
-		p = exp((double) logits[i] - max);
-		if (p > 0)
+		if (w > 0)
 			last = i;
-		c += p;
+		c += w;
 		if (u < c)
 			return i;
 	}
@@ -125,11 +157,12 @@ sample_all(const float *logits, int n, float max, PgfRng *rng)
 }
 
 int
-pgf_sample_token(const PgfSampling *cfg, PgfRng *rng, float *logits, int n,
+pgf_sample_token(const PgfSampling *cfg, PgfRng *rng, const float *logits, int n,
 				 PgfArena *scratch)
 {
 	int			best;
 	float		max;
+	double		inv;
 	bool		use_k = cfg->top_k > 0 && cfg->top_k < n;
 	bool		use_p = cfg->top_p > 0 && cfg->top_p < 1;
 	size_t		mark;
@@ -140,27 +173,30 @@ pgf_sample_token(const PgfSampling *cfg, PgfRng *rng, float *logits, int n,
 				keep = 0;
 	double		z = 0,
 				kept = 0,
+				top = 0,
 				u,
 				c = 0;
 
-	if (cfg->temperature <= 0)
-		return pgf_argmax(logits, n);
-	pgf_scale(logits, 1.0f / cfg->temperature, (size_t) n);
-	best = pgf_argmax(logits, n);
-	if (best < 0)
+	if (n <= 0)
 		return -1;
+	best = pgf_argmax(logits, n);
+	/* greedy: no temperature (NaN too), one candidate, or a certain token */
+	if (best < 0 || !(cfg->temperature > 0) || cfg->top_k == 1 ||
+		logits[best] == INFINITY)
+		return best;
 	max = logits[best];
+	inv = 1.0 / (double) cfg->temperature;	/* finite: at most 2^149 */
 	if (!use_k && !use_p)
-		return sample_all(logits, n, max, rng);
+		return sample_all(logits, n, best, inv, rng);
 
 	mark = pgf_arena_mark(scratch);
 	idx = pgf_arena_alloc(scratch, (size_t) n * sizeof(int32_t));
 	score = pgf_arena_floats(scratch, (size_t) n);
 	if (!use_k)
 		for (int i = 0; i < n; i++)
-			if (!isnan(logits[i]))
-				z += exp((double) logits[i] - max);
+			z += weight(logits[i], max, inv);
 	k = use_k ? cfg->top_k : (n < 64 ? n : 64);
+	/* candidates by the logits themselves: the order no scaling can blur */
 	for (;;)
 	{
 		m = pgf_topk(logits, n, k, NULL, idx, score);
@@ -168,7 +204,7 @@ pgf_sample_token(const PgfSampling *cfg, PgfRng *rng, float *logits, int n,
 		{
 			z = 0;
 			for (int j = 0; j < m; j++)
-				z += exp((double) score[j] - max);
+				z += weight(score[j], max, inv);
 		}
 		if (!use_p)
 		{
@@ -181,21 +217,29 @@ pgf_sample_token(const PgfSampling *cfg, PgfRng *rng, float *logits, int n,
 		kept = 0;
 		for (int j = 0; j < m && (keep == 0 || kept < cfg->top_p * z); j++)
 		{
-			kept += exp((double) score[j] - max);
+			kept += weight(score[j], max, inv);
 			keep++;
 		}
 		if (use_k || keep < m || m >= n || kept >= cfg->top_p * z)
 			break;
 		k = k > n / 4 ? n : k * 4;	/* the nucleus reaches past the candidates */
 	}
+	/* idx[0] is best: ties come by ascending id */
+	for (int j = 0; j < keep && score[j] == max; j++)
+		top += 1;
+	if (keep <= 1 || only_the_top(kept, top))
+	{
+		pgf_arena_reset(scratch, mark);
+		return best;
+	}
 	u = pgf_rng_uniform(rng) * kept;
 	best = idx[0];
 	for (int j = 0; j < keep; j++)
 	{
-		double		p = exp((double) score[j] - max);
+		double		w = weight(score[j], max, inv);
 
-		c += p;
-		if (p > 0)
+		c += w;
+		if (w > 0)
 			best = idx[j];
 		if (u < c)
 		{

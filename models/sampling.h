@@ -9,6 +9,13 @@
  * the same tokens on every run and machine.  Suppressed id ranges are set
  * to -inf before any of this.  No allocation: scratch from the caller's
  * arena.
+ *
+ * Any settings are safe: the softmax is taken in double against the
+ * largest logit, so no temperature overflows it.  The choice is greedy's
+ * whenever sampling could not differ from it: a temperature that is NaN or
+ * so small that only the top logit keeps any weight, top_k = 1, a top_p
+ * that keeps one token, or a +inf logit (the lowest such id).  Negative
+ * top_k and NaN top_p mean no cut.
  */
 #ifndef PGF_SAMPLING_H
 #define PGF_SAMPLING_H
@@ -20,9 +27,9 @@
 
 typedef struct PgfSampling
 {
-	float		temperature;	/* <= 0: greedy */
-	int			top_k;			/* <= 0: no top-k cut */
-	float		top_p;			/* <= 0 or >= 1: no nucleus cut */
+	float		temperature;	/* <= 0 or NaN: greedy */
+	int			top_k;			/* <= 0 or >= n: no top-k cut */
+	float		top_p;			/* <= 0, >= 1 or NaN: no nucleus cut */
 	uint64_t	seed;
 } PgfSampling;
 
@@ -57,10 +64,10 @@ int			pgf_argmax(const float *logits, int n);
 size_t		pgf_sample_scratch_bytes(int n);
 
 /*
- * The next token from logits[n] (modified: scaled by the temperature).
- * Returns -1 only if every logit is -inf or NaN.
+ * The next token from logits[n] (left unchanged): an id in [0, n) whose
+ * logit is neither NaN nor -inf, or -1 only if every logit is one of those.
  */
-int			pgf_sample_token(const PgfSampling *cfg, PgfRng *rng, float *logits, int n,
-							 PgfArena *scratch);
+int			pgf_sample_token(const PgfSampling *cfg, PgfRng *rng, const float *logits,
+							 int n, PgfArena *scratch);
 
 #endif							/* PGF_SAMPLING_H */

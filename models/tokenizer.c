@@ -10,80 +10,11 @@
 #include <string.h>
 
 #include "models/tokenizer_unicode.h"
+#include "proto/utf8.h"
 
-#define NO_CP 0xFFFFFFFFu		/* an invalid UTF-8 byte: "other" class */
+#define NO_CP PGF_UTF8_INVALID_CP	/* an invalid UTF-8 byte: "other" class */
 
 /* ---- UTF-8 and character classes --------------------------------------- */
-
-/*
- * Length of the valid UTF-8 sequence at s[i] (bytes available: n - i), or
- * the length of its longest valid prefix negated (at least -1) when the
- * sequence is invalid or truncated.
- */
-static int
-utf8_seq(const unsigned char *s, size_t n, size_t i, uint32_t *cp)
-{
-	unsigned char c = s[i];
-	int			need;
-	uint32_t	v;
-	unsigned char lo = 0x80,
-				hi = 0xBF;
-
-	if (c < 0x80)
-	{
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xC2 && c <= 0xDF)
-	{
-		need = 1;
-		v = c & 0x1F;
-	}
-	else if (c >= 0xE0 && c <= 0xEF)
-	{
-		need = 2;
-		v = c & 0x0F;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	}
-	else if (c >= 0xF0 && c <= 0xF4)
-	{
-		need = 3;
-		v = c & 0x07;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	}
-	else
-	{
-		*cp = NO_CP;
-		return -1;
-	}
-	for (int k = 1; k <= need; k++)
-	{
-		unsigned char b;
-
-		if (i + k >= n)
-		{
-			*cp = NO_CP;
-			return -k;
-		}
-		b = s[i + k];
-		if (b < lo || b > hi)
-		{
-			*cp = NO_CP;
-			return -k;
-		}
-		lo = 0x80;
-		hi = 0xBF;
-		v = (v << 6) | (b & 0x3F);
-	}
-	*cp = v;
-	return need + 1;
-}
 
 /* Code point at s[i] and its byte length (an invalid byte counts as one). */
 static size_t
@@ -96,7 +27,7 @@ cp_at(const unsigned char *s, size_t n, size_t i, uint32_t *cp)
 		*cp = NO_CP;
 		return 0;
 	}
-	l = utf8_seq(s, n, i, cp);
+	l = pgf_utf8_seq(s, n, i, cp);
 	return l > 0 ? (size_t) l : 1;
 }
 
@@ -981,7 +912,7 @@ pgf_tokenizer_decode(const PgfTokenizer *tok, const int32_t *ids, int n,
 	for (size_t i = 0; i < rn;)
 	{
 		uint32_t	cp;
-		int			l = utf8_seq(raw, rn, i, &cp);
+		int			l = pgf_utf8_seq(raw, rn, i, &cp);
 
 		if (l > 0 && cp != 0)
 		{

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "proto/utf8.h"
+
 #define PGF_MAX_NAME_LEN 255
 
 static PgfStatus
@@ -431,6 +433,302 @@ check_items(PgfModel *m, bool check_data, char *err, size_t errlen)
 	return PGF_OK;
 }
 
+/* ---- header strings ---------------------------------------------------- */
+
+/*
+ * protobuf-c copies a string field's bytes as they are: it checks neither
+ * UTF-8 nor embedded NUL bytes, and the unpacked char * no longer tells
+ * where a NUL-truncated string really ended.  So the header's wire bytes
+ * are walked once more, field by field, with the generated descriptors:
+ * every occurrence of a string field (whatever its label, in whatever
+ * nested message, map entries included) must be valid UTF-8 without NUL.
+ * Bytes fields and unknown fields are not text and are not looked at.
+ */
+
+#define TEXT_PATH_LEN 256
+#define TEXT_MAX_DEPTH 16
+#define TEXT_MAX_COUNTED 64		/* repeated fields numbered per message */
+#define TEXT_SHOW_BYTES 24		/* of the valid text before a bad byte */
+
+typedef struct WireField
+{
+	uint32_t	number;
+	unsigned	wire_type;
+	const uint8_t *data;		/* length-delimited fields: the payload */
+	size_t		len;
+} WireField;
+
+/* A varint of at most max_bytes at p[*pos..n) into *v. */
+static bool
+wire_varint(const uint8_t *p, size_t n, size_t *pos, int max_bytes, uint64_t *v)
+{
+	uint64_t	x = 0;
+
+	for (int k = 0; k < max_bytes && *pos < n; k++)
+	{
+		uint8_t		b = p[(*pos)++];
+
+		x |= (uint64_t) (b & 0x7f) << (7 * k);
+		if ((b & 0x80) == 0)
+		{
+			*v = x;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The field at p[*pos..n), with the limits protobuf-c decodes with (tags of
+ * at most 5 bytes, no groups): 1 and *f filled, 0 at the end, -1 when the
+ * bytes do not decode.
+ */
+static int
+wire_next(const uint8_t *p, size_t n, size_t *pos, WireField *f)
+{
+	uint64_t	tag,
+				v;
+
+	if (*pos >= n)
+		return 0;
+	if (!wire_varint(p, n, pos, 5, &tag))
+		return -1;
+	f->number = (uint32_t) (tag >> 3);
+	f->wire_type = (unsigned) (tag & 7);
+	f->data = NULL;
+	f->len = 0;
+	switch (f->wire_type)
+	{
+		case PROTOBUF_C_WIRE_TYPE_VARINT:
+			return wire_varint(p, n, pos, 10, &v) ? 1 : -1;
+		case PROTOBUF_C_WIRE_TYPE_64BIT:
+			if (n - *pos < 8)
+				return -1;
+			*pos += 8;
+			return 1;
+		case PROTOBUF_C_WIRE_TYPE_32BIT:
+			if (n - *pos < 4)
+				return -1;
+			*pos += 4;
+			return 1;
+		case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED:
+			if (!wire_varint(p, n, pos, 5, &v) || v > n - *pos)
+				return -1;
+			f->data = p + *pos;
+			f->len = (size_t) v;
+			*pos += (size_t) v;
+			return 1;
+	}
+	return -1;
+}
+
+/*
+ * s[n] for an error message: printable ASCII as it is, any other byte as
+ * \xNN, so the message is valid in every server encoding; only the last
+ * TEXT_SHOW_BYTES bytes ("..." before them when cut).
+ */
+static void
+escape_text(char *out, size_t outlen, const uint8_t *s, size_t n)
+{
+	size_t		o = 0;
+	size_t		start = n > TEXT_SHOW_BYTES ? n - TEXT_SHOW_BYTES : 0;
+
+	if (outlen == 0)
+		return;
+	if (start > 0 && outlen > 4)
+	{
+		memcpy(out, "...", 3);
+		o = 3;
+	}
+	for (size_t i = start; i < n && o + 5 < outlen; i++)
+	{
+		if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
+			out[o++] = (char) s[i];
+		else
+			o += (size_t) snprintf(out + o, outlen - o, "\\x%02x", s[i]);
+	}
+	out[o] = '\0';
+}
+
+/* "0xe0 0x80": the bytes s[len] in hex */
+static void
+hex_bytes(char *out, size_t outlen, const uint8_t *s, size_t len)
+{
+	size_t		o = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < len && i < 4 && o + 6 < outlen; i++)
+		o += (size_t) snprintf(out + o, outlen - o, "%s0x%02x", i ? " " : "", s[i]);
+}
+
+static PgfStatus
+check_text(const char *path, const uint8_t *s, size_t n, char *err, size_t errlen)
+{
+	size_t		at = 0,
+				len = 0;
+	char		bytes[32],
+				before[4 * TEXT_SHOW_BYTES + 16] = "";
+
+	switch (pgf_utf8_check(s, n, &at, &len))
+	{
+		case PGF_UTF8_OK:
+			return PGF_OK;
+		case PGF_UTF8_NUL:
+			return fail(err, errlen, PGF_ERR_HEADER,
+						"%s contains a NUL byte (at offset %zu)", path, at);
+		case PGF_UTF8_TRUNCATED:
+			hex_bytes(bytes, sizeof(bytes), s + at, len);
+			return fail(err, errlen, PGF_ERR_HEADER,
+						"%s is not valid UTF-8 (truncated sequence %s at offset %zu, the end of the string)",
+						path, bytes, at);
+		case PGF_UTF8_BAD:
+			break;
+	}
+	hex_bytes(bytes, sizeof(bytes), s + at, len);
+	if (at > 0)
+	{
+		char		shown[4 * TEXT_SHOW_BYTES + 8];
+
+		escape_text(shown, sizeof(shown), s, at);
+		snprintf(before, sizeof(before), ", after \"%s\"", shown);
+	}
+	return fail(err, errlen, PGF_ERR_HEADER,
+				"%s is not valid UTF-8 (byte%s %s at offset %zu%s)",
+				path, len > 1 ? "s" : "", bytes, at, before);
+}
+
+/* protoc-c's map<K, V> entry message: "...Entry" with key = 1, value = 2 */
+static bool
+is_map_entry(const ProtobufCMessageDescriptor *desc)
+{
+	size_t		len = strlen(desc->short_name);
+
+	return desc->n_fields == 2 && len > 5 &&
+		strcmp(desc->short_name + len - 5, "Entry") == 0 &&
+		desc->fields[0].id == 1 && strcmp(desc->fields[0].name, "key") == 0 &&
+		desc->fields[1].id == 2 && strcmp(desc->fields[1].name, "value") == 0;
+}
+
+static PgfStatus check_message_text(const ProtobufCMessageDescriptor *desc,
+									const uint8_t *p, size_t n, char *path,
+									size_t plen, int depth, char *err, size_t errlen);
+
+/*
+ * A map entry, named by its key: the key (the last one on the wire, as
+ * protobuf-c keeps) first, then metadata["key"] value.
+ */
+static PgfStatus
+check_map_entry_text(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t n,
+					 char *path, size_t plen, uint32_t entry, int depth,
+					 char *err, size_t errlen)
+{
+	const ProtobufCFieldDescriptor *key_field = &desc->fields[0];
+	const uint8_t *key = (const uint8_t *) "";
+	size_t		key_len = 0,
+				pos = 0;
+	WireField	f;
+	int			r;
+	char		shown[4 * TEXT_SHOW_BYTES + 8];
+	PgfStatus	status;
+
+	while ((r = wire_next(p, n, &pos, &f)) > 0)
+		if (f.number == key_field->id && f.data)
+		{
+			if (key_field->type == PROTOBUF_C_TYPE_STRING)
+			{
+				snprintf(path + plen, TEXT_PATH_LEN - plen, " key (entry %u)", entry);
+				status = check_text(path, f.data, f.len, err, errlen);
+				if (status != PGF_OK)
+					return status;
+			}
+			key = f.data;
+			key_len = f.len;
+		}
+	if (r < 0)
+		return fail(err, errlen, PGF_ERR_HEADER,
+					"the header does not decode (in %s)", path);
+	if (key_field->type == PROTOBUF_C_TYPE_STRING)
+	{
+		escape_text(shown, sizeof(shown), key, key_len);
+		snprintf(path + plen, TEXT_PATH_LEN - plen, "[\"%s\"]", shown);
+	}
+	else
+		snprintf(path + plen, TEXT_PATH_LEN - plen, "[%u]", entry);
+	return check_message_text(desc, p, n, path, strlen(path), depth + 1, err, errlen);
+}
+
+/* Every string in the message desc encoded in p[n]; path names it. */
+static PgfStatus
+check_message_text(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t n,
+				   char *path, size_t plen, int depth, char *err, size_t errlen)
+{
+	uint32_t	counts[TEXT_MAX_COUNTED] = {0};
+	bool		map_entry = is_map_entry(desc);
+	size_t		pos = 0;
+	WireField	f;
+	int			r;
+
+	if (depth > TEXT_MAX_DEPTH)
+		return fail(err, errlen, PGF_ERR_HEADER,
+					"the header nests messages too deeply (at %s)", path);
+	while ((r = wire_next(p, n, &pos, &f)) > 0)
+	{
+		const ProtobufCFieldDescriptor *field;
+		size_t		index,
+					len;
+		uint32_t	item = 0;
+		PgfStatus	status;
+
+		if (f.data == NULL)
+			continue;
+		field = protobuf_c_message_descriptor_get_field(desc, f.number);
+		if (field == NULL ||
+			(field->type != PROTOBUF_C_TYPE_STRING && field->type != PROTOBUF_C_TYPE_MESSAGE))
+			continue;
+		if (map_entry && field->id == 1)
+			continue;			/* the key: checked and shown by the caller */
+		index = (size_t) (field - desc->fields);
+		if (field->label == PROTOBUF_C_LABEL_REPEATED && index < TEXT_MAX_COUNTED)
+			item = counts[index]++;
+		snprintf(path + plen, TEXT_PATH_LEN - plen, "%s%s",
+				 plen == 0 ? "" : map_entry ? " " : ".", field->name);
+		len = strlen(path);
+		if (field->label == PROTOBUF_C_LABEL_REPEATED &&
+			!(field->type == PROTOBUF_C_TYPE_MESSAGE && is_map_entry(field->descriptor)))
+		{
+			if (index < TEXT_MAX_COUNTED)
+				snprintf(path + len, TEXT_PATH_LEN - len, "[%u]", item);
+			else
+				snprintf(path + len, TEXT_PATH_LEN - len, "[]");
+			len = strlen(path);
+		}
+		if (field->type == PROTOBUF_C_TYPE_STRING)
+			status = check_text(path, f.data, f.len, err, errlen);
+		else if (is_map_entry(field->descriptor))
+			status = check_map_entry_text(field->descriptor, f.data, f.len, path, len,
+										  item, depth, err, errlen);
+		else
+			status = check_message_text(field->descriptor, f.data, f.len, path, len,
+										depth + 1, err, errlen);
+		if (status != PGF_OK)
+			return status;
+		path[plen] = '\0';
+	}
+	if (r < 0)
+		return fail(err, errlen, PGF_ERR_HEADER,
+					"the header does not decode (in %s)", plen ? path : "ModelHeader");
+	return PGF_OK;
+}
+
+static PgfStatus
+check_header_text(const uint8_t *header, size_t len, char *err, size_t errlen)
+{
+	char		path[TEXT_PATH_LEN] = "";
+
+	return check_message_text(&pgformer__model_header__descriptor, header, len, path, 0,
+							  0, err, errlen);
+}
+
 PgfStatus
 pgf_open(PgfModel *m, const void *bytes, size_t size, unsigned flags,
 		 const ProtobufCAllocator *allocator, char *err, size_t errlen)
@@ -468,6 +766,11 @@ pgf_open(PgfModel *m, const void *bytes, size_t size, unsigned flags,
 	m->allocator = allocator;
 	m->data = p + doff;
 	m->data_size = size - doff;
+
+	/* first, so that every message below may quote the header's strings */
+	status = check_header_text(p + PGF_PREAMBLE_LEN, hlen, err, errlen);
+	if (status != PGF_OK)
+		goto error;
 
 	if (h->data_size > m->data_size)
 	{

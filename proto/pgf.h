@@ -7,7 +7,8 @@
  *
  * pgf_open() checks everything a later reader relies on before any tensor
  * is handed out: magic, version, header length, protobuf decoding, that
- * the data section is where the header says and as long, every tensor's
+ * every string in the header is valid UTF-8 without NUL bytes (protobuf-c
+ * checks neither; these strings become SQL text), that the data section is where the header says and as long, every tensor's
  * dtype, shape, byte length (overflow-checked), alignment and bounds,
  * unique names, no partial overlaps (identical ranges may be shared by
  * several layers), the item-id table (sorted, unique, I64), and, when

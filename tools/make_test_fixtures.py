@@ -225,6 +225,25 @@ def broken_files(good):
     variant("items_unsorted", items_unsorted, "22P03", "not sorted", fix_crc=True,
             payload=unsorted)
 
+    # header strings that protobuf-c does not check (Python's protobuf writes
+    # only valid UTF-8): a marker patched over at the same length
+    def patched(label, mutate, mark, bad, pattern):
+        hh = copy.deepcopy(h)
+        mutate(hh)
+        blob = join(hh, data)
+        assert blob.count(mark) == 1 and len(mark) == len(bad)
+        cases.append((label, blob.replace(mark, bad), "22P03", pattern))
+
+    def rename(hh):
+        tensor(hh, "bs.lnf.gamma").name = "bs.lnf.gamm#"
+    patched("tensor_name_not_utf8", rename, b"bs.lnf.gamm#", b"bs.lnf.gamm\xff",
+            "tensors\\[[0-9]+\\]\\.name is not valid UTF-8 \\(byte 0xff at offset 11")
+
+    def note(hh):
+        hh.metadata["note"] = "<nul-here>"
+    patched("metadata_nul", note, b"<nul-here>", b"<nul\0here>",
+            "metadata\\[.note.\\] value contains a NUL byte \\(at offset 4\\)")
+
     def padding(blob):
         hlen = struct.unpack_from("<I", blob, 12)[0]
         pos = 16 + hlen

@@ -11,6 +11,7 @@
  * files of `make unit-smollm2`, SmolLM2-135M's greedy tokens must equal
  * the PyTorch reference's.
  */
+#include <float.h>
 #include <math.h>
 
 #include "test/unit/solo_golden.h"
@@ -383,6 +384,64 @@ check_demo(const char *path, const char *prefix)
 	free(m);
 }
 
+/*
+ * generate_text's edges on the demo model, as test/sql/32_generate_edges.sql
+ * runs them: a tiny temperature, a tiny top_p and top_k 1 give the greedy
+ * tokens; top_k past the vocabulary samples as top_k 0 does.
+ */
+static void
+check_text_edges(const char *path)
+{
+	LoadedFile	lf;
+	PgfSoloModel *m = calloc(1, sizeof(PgfSoloModel));
+	PgfSoloRequest req;
+	PgfSoloResult greedy,
+				r;
+	PgfArena	ag,
+				a;
+	char		err[256] = "";
+	const PgfSampling edges[] = {
+		{1e-30f, 0, 1, 0}, {1e-30f, 0, 1, 7}, {1, 0, 1e-30f, 7}, {1, 1, 1, 7},
+		{FLT_TRUE_MIN, 50, 0.5f, 7},
+	};
+	bool		same = true,
+				ok;
+
+	load_solo(&lf, m, path);
+	memset(&req, 0, sizeof(req));
+	req.task = PGF_SOLO_TEXT;
+	req.text = "Q: ";
+	req.text_len = strlen(req.text);
+	req.max_new_tokens = 10;
+	ok = run(m, &req, &greedy, &ag, NULL, err, sizeof(err)) == 0 && greedy.n_tokens > 0;
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+	{
+		req.sampling = edges[i];
+		same &= run(m, &req, &r, &a, NULL, err, sizeof(err)) == 0 &&
+			strcmp(r.text, greedy.text) == 0 &&
+			ids_equal(r.tokens, r.n_tokens, greedy.tokens, greedy.n_tokens);
+		arena_free(&a);
+	}
+	tap_ok(ok && same, "%s: tiny temperatures, a tiny top_p and top_k 1 generate the greedy \"%s\"",
+		   path, ok ? greedy.text : err);
+	{
+		PgfSoloResult r2;
+		PgfArena	a2;
+
+		req.sampling = (PgfSampling) {1, 0, 1, 7};
+		ok = run(m, &req, &r, &a, NULL, err, sizeof(err)) == 0;
+		req.sampling.top_k = 100000;
+		ok &= run(m, &req, &r2, &a2, NULL, err, sizeof(err)) == 0;
+		tap_ok(ok && ids_equal(r.tokens, r.n_tokens, r2.tokens, r2.n_tokens),
+			   "%s: top_k 100000 samples as top_k 0 does (\"%s\")", path, ok ? r2.text : err);
+		arena_free(&a);
+		arena_free(&a2);
+	}
+	arena_free(&ag);
+	unload_file(&lf);
+	free(m);
+}
+
 /* The context limit: generation is cut to fit, a prompt that cannot fit
  * and an oversized text are errors, and the arena bound stays exact. */
 static void
@@ -507,7 +566,7 @@ main(void)
 	PgfSoloModel *ma = calloc(1, sizeof(PgfSoloModel));
 	PgfSoloModel *mb = calloc(1, sizeof(PgfSoloModel));
 
-	tap_plan(2 * 3 * 5 + 2 * 2 + 5 + 7 + 4 + 3 + 1 + 3);
+	tap_plan(2 * 3 * 5 + 2 * 2 + 5 + 7 + 4 + 3 + 1 + 2 + 3);
 	pgf_interrupt_hook = count_interrupts;
 	open_solo_ref();
 	load_solo(&fa, ma, SOLO_GOLDEN_DIR "solo_a.pgf");
@@ -522,6 +581,7 @@ main(void)
 	check_errors(ma);
 	check_context(ma);
 	check_demo("demo/models/solo_tiny.pgf", "demo");
+	check_text_edges("demo/models/solo_tiny.pgf");
 	check_smollm2();
 
 	unload_file(&fa);
