@@ -64,7 +64,7 @@ roles_of(const char *architecture)
 typedef struct CheckContext
 {
 	const char *model;
-	const char *role;
+	const PgfBindingRole *spec;
 } CheckContext;
 
 static void
@@ -72,7 +72,8 @@ binding_error_context(void *arg)
 {
 	CheckContext *c = arg;
 
-	errcontext("binding query for role \"%s\" of model \"%s\"", c->role, c->model);
+	errcontext("binding query for role \"%s\" of model \"%s\" (parameters %s)",
+			   c->spec->role, c->model, c->spec->param_doc);
 }
 
 /*
@@ -84,18 +85,17 @@ prepare_checked(PgfMapped *m, const PgfBindingRole *spec, const char *query,
 				TupleDesc *desc)
 {
 	ErrorContextCallback callback;
-	CheckContext context = {m->name, spec->role};
+	CheckContext context = {m->name, spec};
 	SPIPlanPtr	plan;
 	List	   *sources;
 	CachedPlanSource *source;
-	Oid			param_type = spec->param_type;
 
 	callback.callback = binding_error_context;
 	callback.arg = &context;
 	callback.previous = error_context_stack;
 	error_context_stack = &callback;
 
-	plan = SPI_prepare(query, OidIsValid(param_type) ? 1 : 0, &param_type);
+	plan = SPI_prepare(query, spec->n_params, (Oid *) spec->param_types);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the binding query: %s",
 			 SPI_result_code_string(SPI_result));
@@ -123,14 +123,18 @@ pgformer_bind(PG_FUNCTION_ARGS)
 	char	   *model = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *role = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *query = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	PgfMapped  *m = pgformer_acquire(model, NULL);
-	const PgfBindingRole *spec = find_role(m->arch->name, role);
+	PgfMapped  *m;
+	const PgfBindingRole *spec;
 	TupleDesc	desc;
 	PgfOwnerContext owner;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	Oid			table_oid;
 
+	/* a bound query runs inside every caller's calls: only the owner binds */
+	pgformer_require_model_owner(model);
+	m = pgformer_acquire(model, NULL);
+	spec = find_role(m->arch->name, role);
 	if (spec == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -148,7 +152,7 @@ pgformer_bind(PG_FUNCTION_ARGS)
 	values[2] = CStringGetTextDatum(query);
 	if (SPI_execute_with_args(psprintf("INSERT INTO %s.pgformer_binding (model, role, query) "
 									   "VALUES ($1, $2, $3) ON CONFLICT (model, role) "
-									   "DO UPDATE SET query = excluded.query, bound_at = now()",
+									   "DO UPDATE SET query = excluded.query, bound_at = pg_catalog.now()",
 									   pgformer_schema_quoted()),
 							  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "pgformer: could not record the binding");
@@ -174,9 +178,12 @@ pgformer_unbind(PG_FUNCTION_ARGS)
 	uint64		removed;
 	Oid			table_oid;
 
+	pgformer_require_model_owner(model);
 	pgformer_become_owner(&owner);
 	SPI_connect();
-	if (SPI_execute_with_args(psprintf("DELETE FROM %s.pgformer_binding WHERE model = $1 AND role = $2",
+	if (SPI_execute_with_args(psprintf("DELETE FROM %s.pgformer_binding "
+									   "WHERE model OPERATOR(pg_catalog.=) $1 "
+									   "AND role OPERATOR(pg_catalog.=) $2",
 									   pgformer_schema_quoted()),
 							  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "pgformer: could not remove the binding");
@@ -194,6 +201,13 @@ pgformer_unbind(PG_FUNCTION_ARGS)
 
 /* ---- the per-backend plan cache ------------------------------------------- */
 
+/*
+ * Each (model name, role) keeps its prepared query until the catalog
+ * changes.  A call pins the query it runs: a binding query may itself call
+ * a model (re-entry) or take in a catalog change, and a query replaced
+ * meanwhile is only freed once the last call running it closes it (or the
+ * transaction ends, when no call can hold one).
+ */
 typedef struct PlanKey
 {
 	char		model[NAMEDATALEN];
@@ -204,11 +218,54 @@ typedef struct PlanEntry
 {
 	PlanKey		key;
 	uint64		generation;
-	SPIPlanPtr	plan;			/* NULL: not bound */
-	TupleDesc	desc;			/* in TopMemoryContext */
+	PgfBoundQuery *query;		/* NULL: not bound */
 } PlanEntry;
 
 static HTAB *plans = NULL;
+static List *retired = NIL;		/* replaced queries still pinned by a call */
+
+static void
+free_query(PgfBoundQuery *q)
+{
+	SPI_freeplan(q->plan);
+	FreeTupleDesc(q->desc);
+	pfree(q);
+}
+
+/* Takes a query out of its entry: freed now, or by the last call holding it. */
+static void
+retire(PgfBoundQuery *q)
+{
+	MemoryContext old;
+
+	if (q->pins == 0)
+	{
+		free_query(q);
+		return;
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	retired = lappend(retired, q);
+	MemoryContextSwitchTo(old);
+}
+
+void
+pgformer_bindings_reset(void)
+{
+	HASH_SEQ_STATUS status;
+	PlanEntry  *entry;
+	ListCell   *lc;
+
+	foreach(lc, retired)
+		free_query(lfirst(lc));
+	list_free(retired);
+	retired = NIL;
+	if (plans == NULL)
+		return;
+	hash_seq_init(&status, plans);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (entry->query)
+			entry->query->pins = 0;
+}
 
 /* The bound query text, or NULL. */
 static char *
@@ -223,7 +280,8 @@ read_query(const char *model, const char *role)
 	pgformer_become_owner(&owner);
 	SPI_connect();
 	if (SPI_execute_with_args(psprintf("SELECT query FROM %s.pgformer_binding "
-									   "WHERE model = $1 AND role = $2",
+									   "WHERE model OPERATOR(pg_catalog.=) $1 "
+									   "AND role OPERATOR(pg_catalog.=) $2",
 									   pgformer_schema_quoted()),
 							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pgformer: could not read the bindings");
@@ -244,6 +302,7 @@ plan_entry(PgfMapped *m, const char *role)
 	PlanKey		key;
 	PlanEntry  *entry;
 	bool		found;
+	uint64		generation = pgformer_catalog_generation();
 
 	if (plans == NULL)
 	{
@@ -261,21 +320,18 @@ plan_entry(PgfMapped *m, const char *role)
 	if (!found)
 	{
 		entry->generation = 0;
-		entry->plan = NULL;
-		entry->desc = NULL;
+		entry->query = NULL;
 	}
-	if (entry->generation != pgformer_catalog_generation())
+	if (entry->generation != generation)
 	{
-		uint64		generation = pgformer_catalog_generation();
-		char	   *query = read_query(m->name, role);
+		char	   *text = read_query(m->name, role);
+		PgfBoundQuery *q = NULL;
 
-		if (entry->plan)
-			SPI_freeplan(entry->plan);
-		if (entry->desc)
-			FreeTupleDesc(entry->desc);
-		entry->plan = NULL;
-		entry->desc = NULL;
-		if (query)
+		if (entry->query)
+			retire(entry->query);
+		entry->query = NULL;
+		entry->generation = 0;
+		if (text)
 		{
 			const PgfBindingRole *spec = find_role(m->arch->name, role);
 			TupleDesc	desc;
@@ -284,36 +340,57 @@ plan_entry(PgfMapped *m, const char *role)
 
 			if (spec == NULL)
 				elog(ERROR, "pgformer: role \"%s\" is not registered", role);
-			plan = prepare_checked(m, spec, query, &desc);
+			plan = prepare_checked(m, spec, text, &desc);
 			old = MemoryContextSwitchTo(TopMemoryContext);
-			entry->desc = CreateTupleDescCopy(desc);
+			q = palloc0(sizeof(PgfBoundQuery));
+			q->desc = CreateTupleDescCopy(desc);
 			MemoryContextSwitchTo(old);
-			SPI_keepplan(plan);
-			entry->plan = plan;
+			if (SPI_keepplan(plan) != 0)
+				elog(ERROR, "pgformer: could not keep the binding query");
+			q->plan = plan;
 		}
+		entry->query = q;
 		entry->generation = generation;
 	}
 	return entry;
 }
 
-SPIPlanPtr
-pgformer_binding_plan(PgfMapped *m, const char *role, TupleDesc *desc)
+PgfBoundQuery *
+pgformer_binding_open(PgfMapped *m, const char *role, bool required)
 {
-	PlanEntry  *entry = plan_entry(m, role);
+	PgfBoundQuery *q = plan_entry(m, role)->query;
 
-	if (entry->plan == NULL)
+	if (q == NULL)
+	{
+		if (!required)
+			return NULL;
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("model \"%s\" has no binding for role \"%s\"", m->name, role),
 				 errhint("Bind it with pgformer_bind('%s', '%s', query).", m->name, role)));
-	*desc = entry->desc;
-	return entry->plan;
+	}
+	q->pins++;
+	return q;
 }
 
-bool
-pgformer_binding_exists(PgfMapped *m, const char *role)
+void
+pgformer_binding_close(PgfBoundQuery *q)
 {
-	return plan_entry(m, role)->plan != NULL;
+	ListCell   *lc;
+
+	if (q->pins > 0)
+		q->pins--;
+	if (q->pins > 0)
+		return;
+	foreach(lc, retired)
+	{
+		if (lfirst(lc) == q)
+		{
+			retired = foreach_delete_current(retired, lc);
+			free_query(q);
+			return;
+		}
+	}
 }
 
 /* ---- values ---------------------------------------------------------------- */
@@ -368,6 +445,31 @@ pgformer_datum_unix_seconds(Datum value, Oid type)
 			return DatumGetInt64(DirectFunctionCall1(numeric_int8, value));
 	}
 	return pgformer_datum_int64(value, type);
+}
+
+bool
+pgformer_datum_after(Datum value, Oid type, TimestampTz at)
+{
+	double		at_seconds = (double) at / USECS_PER_SEC +
+		(double) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+
+	switch (type)
+	{
+		case TIMESTAMPTZOID:
+		case TIMESTAMPOID:
+			/* timestamp without time zone is read as UTC, as above */
+			return DatumGetTimestampTz(value) > at;
+		case DATEOID:
+			/* midnight UTC, as above */
+			return (double) DatumGetDateADT(value) * USECS_PER_DAY > (double) at;
+		case FLOAT8OID:
+			return DatumGetFloat8(value) > at_seconds;
+		case FLOAT4OID:
+			return DatumGetFloat4(value) > at_seconds;
+		case NUMERICOID:
+			return DatumGetFloat8(DirectFunctionCall1(numeric_float8, value)) > at_seconds;
+	}
+	return (double) pgformer_datum_int64(value, type) > at_seconds;
 }
 
 const char *

@@ -7,7 +7,8 @@
  * checks a query's result columns when it is bound, so a wrong query is an
  * error at bind time, naming the columns expected.  At call time a backend
  * prepares each bound query once and keeps the plan until the binding
- * changes.  Bound queries run with the caller's privileges.
+ * changes.  Bound queries run with the caller's privileges and search_path;
+ * only the model's owner may bind them.
  */
 #ifndef PGFORMER_BINDING_H
 #define PGFORMER_BINDING_H
@@ -23,8 +24,9 @@ typedef struct PgfBindingRole
 {
 	const char *architecture;
 	const char *role;
-	Oid			param_type;		/* type of $1, InvalidOid: no parameter */
-	const char *param_doc;		/* "the user id", for messages */
+	int			n_params;		/* the query may use $1 .. $n_params */
+	const Oid  *param_types;
+	const char *param_doc;		/* "$1: the user id, $2: the as-of time", for messages */
 	/* raises an error naming the expected columns when desc does not fit */
 	void		(*check_columns) (PgfMapped *m, const char *role, TupleDesc desc);
 } PgfBindingRole;
@@ -33,15 +35,23 @@ typedef struct PgfBindingRole
 extern void pgformer_register_binding_role(const PgfBindingRole *role);
 
 /*
- * The prepared plan of model m's binding for role (kept across calls), and
- * its result descriptor.  An unbound role is an error that says how to bind
- * it.
+ * A prepared binding query and its result descriptor, pinned by the calls
+ * running it.
  */
-extern SPIPlanPtr pgformer_binding_plan(PgfMapped *m, const char *role,
-										TupleDesc *desc);
+typedef struct PgfBoundQuery
+{
+	SPIPlanPtr	plan;
+	TupleDesc	desc;
+	int			pins;
+} PgfBoundQuery;
 
-/* Whether model m has a binding for role (without preparing it). */
-extern bool pgformer_binding_exists(PgfMapped *m, const char *role);
+/*
+ * Model m's query for role (prepared once, kept across calls), pinned until
+ * pgformer_binding_close.  An unbound role is NULL, or an error that says
+ * how to bind it when required.  Call inside an SPI connection.
+ */
+extern PgfBoundQuery *pgformer_binding_open(PgfMapped *m, const char *role, bool required);
+extern void pgformer_binding_close(PgfBoundQuery *q);
 
 /* ---- reading bound query results --------------------------------------- */
 
@@ -57,6 +67,9 @@ extern int64 pgformer_datum_int64(Datum value, Oid type);
 
 /* Datum of a time type as unix seconds. */
 extern int64 pgformer_datum_unix_seconds(Datum value, Oid type);
+
+/* Whether a value of a time type is later than `at`. */
+extern bool pgformer_datum_after(Datum value, Oid type, TimestampTz at);
 
 /* A type's name for messages. */
 extern const char *pgformer_type_name(Oid type);

@@ -2,17 +2,30 @@
  * cache.c: one shared copy of the weights.
  *
  * A model version is materialised once from the store into
- * $PGDATA/pgformer/<database>_<model id>_<crc>.pgf: written under a
- * temporary name, fsynced, fully checked (CRC included), then renamed, so
- * no backend ever sees half a file.  Every backend maps the file read-only
- * with MAP_SHARED and uses the tensors in place: all backends share one
- * physical copy through the page cache, and attaching costs the same for
- * any file size (the header is parsed, the data is not read).
+ * $PGDATA/pgformer/<database>_<model id>_<cache key>.pgf, where the cache
+ * key is random and unique to the stored version (ids come from a sequence
+ * that starts again when the extension is recreated): written read-only
+ * under a temporary name, fsynced, fully checked (the SHA-256 of every
+ * byte against the catalog's, then the format), then renamed, so no backend
+ * ever sees half a file.  A small sidecar, <database>_<id>_<key>.ok,
+ * records the identity of the checked file (device, inode, size,
+ * modification and change times); attaching compares it with the file, so
+ * a file changed or replaced on disk after the check is rebuilt from the
+ * catalog at the next attach, at a cost that does not depend on the
+ * model's size (pgformer_verify rereads every byte).
+ *
+ * Every backend maps the file read-only with MAP_SHARED and uses the
+ * tensors in place: all backends share one physical copy through the page
+ * cache.
  *
  * This file owns the backend's mappings, the resolution of model names to
  * their newest version (cached until the catalog changes, which a relcache
- * invalidation of pgformer_model announces), and the size bound of the
- * cache folder (pgformer.cache_size, least recently used first).
+ * invalidation of pgformer_model announces), and the housekeeping of the
+ * cache folder: files of dropped versions go when the drop commits or, if
+ * a backend made them after, once the catalog change reaches it; files of
+ * dropped databases and temporary files of backends that died go at the
+ * next tidy-up; everything counts against pgformer.cache_size (least
+ * recently used first); and the folder starts empty with the server.
  */
 #include "postgres.h"
 
@@ -28,6 +41,8 @@
 #include "common/file_perm.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/procarray.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -38,11 +53,16 @@
 #include "extension/store.h"
 
 #define CACHE_DIR "pgformer"
-#define STALE_TMP_SECONDS (24 * 3600)
+
+typedef struct MappingKey
+{
+	int64		model_id;
+	char		cache_key[33];
+} MappingKey;
 
 typedef struct MappingEntry
 {
-	int64		model_id;		/* hash key */
+	MappingKey	key;			/* hash key */
 	PgfMapped  *mapped;
 } MappingEntry;
 
@@ -50,6 +70,7 @@ typedef struct NameEntry
 {
 	char		name[NAMEDATALEN];	/* hash key */
 	int64		model_id;
+	char		cache_key[33];
 	uint64		generation;
 } NameEntry;
 
@@ -60,6 +81,20 @@ static HTAB *name_table = NULL;
 static uint64 catalog_generation = 1;
 static uint64 swept_generation = 1;
 static Oid	model_table_oid = InvalidOid;
+
+/* Set when a mapping went: the folder may hold a file nobody can use now. */
+static bool tidy_wanted = true;
+
+/* Cache files of versions this transaction dropped (removed at commit). */
+typedef struct DroppedFile
+{
+	int64		model_id;
+	char		cache_key[33];
+} DroppedFile;
+static List *dropped_files = NIL;
+
+/* The temporary file this backend is writing, removed if it exits. */
+static char writing_path[MAXPGPATH];
 
 /* ---- invalidation and transaction end ------------------------------------------- */
 
@@ -75,6 +110,42 @@ catalog_changed(Datum arg, Oid relid)
 }
 
 static void unmap(PgfMapped *m);
+static void remove_cache_files(int64 model_id, const char *cache_key);
+
+static void
+remove_dropped_files(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, dropped_files)
+	{
+		DroppedFile *d = lfirst(lc);
+
+		remove_cache_files(d->model_id, d->cache_key);
+	}
+	dropped_files = NIL;		/* the list lives in the transaction's memory */
+}
+
+void
+pgformer_cache_forget_at_commit(const PgfCatalogEntry *e)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	DroppedFile *d = palloc(sizeof(DroppedFile));
+
+	d->model_id = e->id;
+	strlcpy(d->cache_key, e->cache_key, sizeof(d->cache_key));
+	dropped_files = lappend(dropped_files, d);
+	MemoryContextSwitchTo(old);
+}
+
+/* A backend that exits while writing a cache file removes it. */
+static void
+remove_writing_file(int code, Datum arg)
+{
+	if (writing_path[0] != '\0')
+		unlink(writing_path);
+	writing_path[0] = '\0';
+}
 
 static void
 transaction_ended(XactEvent event, void *arg)
@@ -87,15 +158,19 @@ transaction_ended(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			remove_dropped_files();
+			break;
+		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
+			dropped_files = NIL;
 			break;
 		default:
 			return;
 	}
 	pgformer_arenas_reset();
+	pgformer_bindings_reset();
 	if (mapping_table == NULL)
 		return;
 	hash_seq_init(&status, mapping_table);
@@ -116,7 +191,7 @@ pgformer_cache_init(void)
 	HASHCTL		ctl;
 
 	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(int64);
+	ctl.keysize = sizeof(MappingKey);
 	ctl.entrysize = sizeof(MappingEntry);
 	mapping_table = hash_create("pgformer mappings", 16, &ctl, HASH_ELEM | HASH_BLOBS);
 	memset(&ctl, 0, sizeof(ctl));
@@ -125,28 +200,132 @@ pgformer_cache_init(void)
 	name_table = hash_create("pgformer model names", 16, &ctl, HASH_ELEM | HASH_STRINGS);
 	CacheRegisterRelcacheCallback(catalog_changed, (Datum) 0);
 	RegisterXactCallback(transaction_ended, NULL);
+	before_shmem_exit(remove_writing_file, (Datum) 0);
 }
 
 /* ---- cache files -------------------------------------------------------------- */
 
-void
-pgformer_cache_path(char *path, int64 model_id, uint32 crc)
+static void
+file_path(char *path, int64 model_id, const char *cache_key, const char *suffix)
 {
-	snprintf(path, MAXPGPATH, CACHE_DIR "/%u_%lld_%08x.pgf",
-			 MyDatabaseId, (long long) model_id, crc);
+	snprintf(path, MAXPGPATH, CACHE_DIR "/%u_%lld_%s.%s",
+			 MyDatabaseId, (long long) model_id, cache_key, suffix);
 }
 
 void
-pgformer_cache_remove_file(int64 model_id, uint32 crc)
+pgformer_cache_path(char *path, const PgfCatalogEntry *e)
 {
-	char		path[MAXPGPATH];
+	file_path(path, e->id, e->cache_key, "pgf");
+}
 
-	pgformer_cache_path(path, model_id, crc);
+static void
+remove_path(const char *path)
+{
 	if (unlink(path) != 0 && errno != ENOENT)
 		ereport(WARNING,
 				(errcode_for_file_access(),
 				 errmsg("could not remove model cache file \"%s\": %m", path)));
-	pgformer_registry_forget(MyDatabaseId, model_id);
+}
+
+/* Removes a version's cache file and sidecar (mapped copies stay valid). */
+static void
+remove_cache_files(int64 model_id, const char *cache_key)
+{
+	char		path[MAXPGPATH];
+
+	file_path(path, model_id, cache_key, "pgf");
+	remove_path(path);
+	file_path(path, model_id, cache_key, "ok");
+	remove_path(path);
+	pgformer_registry_forget(MyDatabaseId, model_id, cache_key);
+}
+
+/*
+ * The identity of a checked cache file, kept in its sidecar: any write,
+ * truncation, replacement or change of mode after the check changes it.
+ */
+typedef struct FileIdentity
+{
+	uint64		device;
+	uint64		inode;
+	int64		size;
+	int64		modified_ns;
+	int64		changed_ns;
+} FileIdentity;
+
+static void
+identity_of(const struct stat *st, FileIdentity *id)
+{
+	memset(id, 0, sizeof(*id));
+	id->device = (uint64) st->st_dev;
+	id->inode = (uint64) st->st_ino;
+	id->size = (int64) st->st_size;
+	id->modified_ns = (int64) st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	id->changed_ns = (int64) st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+/* Writes the sidecar of the checked file at path (temporary name, then rename). */
+static void
+write_sidecar(const PgfCatalogEntry *e, const char *path)
+{
+	struct stat st;
+	FileIdentity id;
+	char		sidecar[MAXPGPATH];
+	char		tmp[MAXPGPATH];
+	int			fd;
+
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat model cache file \"%s\": %m", path)));
+	identity_of(&st, &id);
+	file_path(sidecar, e->id, e->cache_key, "ok");
+	snprintf(tmp, sizeof(tmp), CACHE_DIR "/tmp.%d.%lld.ok", MyProcPid, (long long) e->id);
+	unlink(tmp);
+	fd = OpenTransientFilePerm(tmp, O_CREAT | O_EXCL | O_WRONLY | PG_BINARY, S_IRUSR);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create model cache file \"%s\": %m", tmp)));
+	if (write(fd, &id, sizeof(id)) != sizeof(id) || pg_fsync(fd) != 0)
+	{
+		int			save_errno = errno;
+
+		CloseTransientFile(fd);
+		unlink(tmp);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write model cache file \"%s\": %m", tmp)));
+	}
+	CloseTransientFile(fd);
+	if (rename(tmp, sidecar) != 0)
+	{
+		unlink(tmp);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not rename \"%s\" to \"%s\": %m", tmp, sidecar)));
+	}
+}
+
+/* Whether the open cache file (st) is the one its sidecar says was checked. */
+static bool
+matches_sidecar(const PgfCatalogEntry *e, const struct stat *st)
+{
+	char		sidecar[MAXPGPATH];
+	FileIdentity recorded;
+	FileIdentity actual;
+	int			fd;
+	bool		same;
+
+	file_path(sidecar, e->id, e->cache_key, "ok");
+	fd = OpenTransientFile(sidecar, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		return false;
+	same = read(fd, &recorded, sizeof(recorded)) == sizeof(recorded);
+	CloseTransientFile(fd);
+	identity_of(st, &actual);
+	return same && memcmp(&recorded, &actual, sizeof(actual)) == 0;
 }
 
 typedef struct CacheFile
@@ -154,6 +333,7 @@ typedef struct CacheFile
 	char		path[MAXPGPATH];
 	Oid			dboid;
 	int64		model_id;
+	char		cache_key[33];
 	off_t		size;
 	int			pins;
 	TimestampTz last_used;
@@ -168,55 +348,129 @@ compare_last_used(const ListCell *a, const ListCell *b)
 	return (x->last_used > y->last_used) - (x->last_used < y->last_used);
 }
 
+/* Whether this backend has the version mapped. */
+static bool mapped_here(int64 model_id, const char *cache_key);
+
+/* Whether a version of this database is still in the catalog. */
+static bool
+in_catalog(List *entries, int64 model_id, const char *cache_key)
+{
+	ListCell   *lc;
+
+	foreach(lc, entries)
+	{
+		PgfCatalogEntry *e = lfirst(lc);
+
+		if (e->id == model_id && strcmp(e->cache_key, cache_key) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Whether a database still exists (its folder under base/ does). */
+static bool
+database_exists(Oid dboid)
+{
+	char		path[MAXPGPATH];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "base/%u", dboid);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 /*
- * Removes least recently used cache files nobody has mapped until the
- * folder fits pgformer.cache_size (never `keep`), and leftovers of
- * materialisations that died.  Without the registry, "nobody has mapped"
- * cannot be known; removing a mapped file is still safe (mappings keep
- * their pages), it only costs a later re-materialisation.
+ * Tidies the cache folder: removes what nobody can use (temporary files of
+ * backends that are gone, files of versions no longer in this database's
+ * catalog, of databases that were dropped, and sidecars without their
+ * file), then the least recently used files nobody has mapped until the
+ * folder, temporary files included, fits pgformer.cache_size (never
+ * `keep`).  Without the registry "nobody has mapped" cannot be known for
+ * other backends; removing a mapped file is still safe (mappings keep their
+ * pages), it only costs a later re-materialisation.
  */
 static void
-enforce_cache_budget(const char *keep)
+tidy_cache_folder(const char *keep)
 {
 	DIR		   *dir;
 	struct dirent *de;
 	List	   *files = NIL;
+	List	   *entries = pgformer_catalog_entries(NULL);
 	int64		total = 0;
 	int64		budget = (int64) pgformer_cache_size_mb * 1024 * 1024;
-	time_t		now = time(NULL);
 	ListCell   *lc;
 
+	tidy_wanted = false;
 	dir = AllocateDir(CACHE_DIR);
 	if (dir == NULL)
 		return;
 	while ((de = ReadDir(dir, CACHE_DIR)) != NULL)
 	{
 		char		path[MAXPGPATH];
+		char		key[33];
+		char		suffix[4];
 		struct stat st;
 		unsigned int dboid;
 		long long	model_id;
-		unsigned int crc;
+		int			pid;
 		CacheFile  *f;
 
 		snprintf(path, sizeof(path), CACHE_DIR "/%s", de->d_name);
-		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+		if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
 			continue;
-		if (strncmp(de->d_name, "tmp.", 4) == 0)
+		if (sscanf(de->d_name, "tmp.%d.", &pid) == 1)
 		{
-			if (now - st.st_mtime > STALE_TMP_SECONDS)
+			/* a file being written counts; one whose writer is gone goes */
+			if (pid != MyProcPid && BackendPidGetProc(pid) == NULL)
+				unlink(path);
+			else
+				total += st.st_size;
+			continue;
+		}
+		if (sscanf(de->d_name, "%u_%lld_%32[0-9a-f].%3s", &dboid, &model_id, key, suffix) != 4 ||
+			strlen(key) != 32)
+			continue;
+		if (!database_exists(dboid) ||
+			(dboid == MyDatabaseId && !in_catalog(entries, model_id, key) &&
+			 !mapped_here(model_id, key)))
+		{
+			int			pins;
+			TimestampTz last_used;
+
+			pgformer_registry_usage(dboid, model_id, key, &pins, &last_used);
+			if (pins == 0)
+			{
+				unlink(path);
+				pgformer_registry_forget(dboid, model_id, key);
+				continue;
+			}
+		}
+		if (strcmp(suffix, "ok") == 0)
+		{
+			char		data[MAXPGPATH];
+
+			snprintf(data, sizeof(data), CACHE_DIR "/%u_%lld_%s.pgf", dboid, model_id, key);
+			if (access(data, F_OK) != 0 && errno == ENOENT)
 				unlink(path);
 			continue;
 		}
-		if (sscanf(de->d_name, "%u_%lld_%8x.pgf", &dboid, &model_id, &crc) != 3)
+		if (strcmp(suffix, "pgf") != 0)
 			continue;
 		f = palloc(sizeof(CacheFile));
 		strlcpy(f->path, path, MAXPGPATH);
 		f->dboid = dboid;
 		f->model_id = model_id;
+		strlcpy(f->cache_key, key, sizeof(f->cache_key));
 		f->size = st.st_size;
-		pgformer_registry_usage(dboid, model_id, &f->pins, &f->last_used);
+		pgformer_registry_usage(dboid, model_id, key, &f->pins, &f->last_used);
 		if (f->last_used == 0)
-			f->last_used = time_t_to_timestamptz(st.st_mtime);
+		{
+			struct stat used;
+			char		sidecar[MAXPGPATH];
+
+			snprintf(sidecar, sizeof(sidecar), CACHE_DIR "/%u_%lld_%s.ok", dboid, model_id, key);
+			f->last_used = time_t_to_timestamptz(stat(sidecar, &used) == 0 ?
+												 used.st_mtime : st.st_mtime);
+		}
 		total += st.st_size;
 		files = lappend(files, f);
 	}
@@ -233,8 +487,13 @@ enforce_cache_budget(const char *keep)
 			continue;
 		if (unlink(f->path) == 0)
 		{
+			char		sidecar[MAXPGPATH];
+
+			snprintf(sidecar, sizeof(sidecar), CACHE_DIR "/%u_%lld_%s.ok",
+					 f->dboid, (long long) f->model_id, f->cache_key);
+			unlink(sidecar);
 			total -= f->size;
-			pgformer_registry_forget(f->dboid, f->model_id);
+			pgformer_registry_forget(f->dboid, f->model_id, f->cache_key);
 		}
 	}
 	if (total > budget)
@@ -242,6 +501,33 @@ enforce_cache_budget(const char *keep)
 				(errmsg("pgformer cache holds %lld MB, more than pgformer.cache_size (%d MB), because the rest is in use",
 						(long long) (total / (1024 * 1024)), pgformer_cache_size_mb)));
 	list_free_deep(files);
+	list_free_deep(entries);
+}
+
+void
+pgformer_cache_clear_folder(void)
+{
+	DIR		   *dir = opendir(CACHE_DIR);
+	struct dirent *de;
+	int			removed = 0;
+
+	if (dir == NULL)
+		return;
+	while ((de = readdir(dir)) != NULL)
+	{
+		char		path[MAXPGPATH];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), CACHE_DIR "/%s", de->d_name);
+		if (unlink(path) == 0)
+			removed++;
+	}
+	closedir(dir);
+	if (removed > 0)
+		ereport(LOG,
+				(errmsg("pgformer removed %d model cache files left from before the server started",
+						removed)));
 }
 
 /* Removes the files of the other versions of name that nobody has mapped. */
@@ -254,13 +540,12 @@ remove_other_versions(const char *name, int64 keep_id)
 	foreach(lc, entries)
 	{
 		PgfCatalogEntry *e = lfirst(lc);
-
 		int			pins;
 		TimestampTz last_used;
 
-		pgformer_registry_usage(MyDatabaseId, e->id, &pins, &last_used);
-		if (e->id != keep_id && pins == 0)
-			pgformer_cache_remove_file(e->id, e->crc);
+		pgformer_registry_usage(MyDatabaseId, e->id, e->cache_key, &pins, &last_used);
+		if (e->id != keep_id && pins == 0 && !mapped_here(e->id, e->cache_key))
+			remove_cache_files(e->id, e->cache_key);
 	}
 	list_free_deep(entries);
 }
@@ -314,7 +599,10 @@ write_chunk(const char *bytes, size_t n, void *arg)
 	}
 }
 
-/* Maps a finished file privately and runs every check, data included. */
+/*
+ * Maps a finished file and runs every check: the SHA-256 of every byte
+ * against the catalog's, then the format, data checksum included.
+ */
 static void
 verify_file(const Materialisation *mat)
 {
@@ -322,8 +610,9 @@ verify_file(const Materialisation *mat)
 	int			fd;
 	void	   *base;
 	PgfModel	file;
-	PgfStatus	status;
+	PgfStatus	status = PGF_OK;
 	char		err[512];
+	uint8		digest[32];
 
 	fd = OpenTransientFile(mat->tmp_path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
@@ -336,8 +625,25 @@ verify_file(const Materialisation *mat)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not map model cache file \"%s\": %m", mat->tmp_path)));
-	status = pgf_open(&file, base, e->bytes, PGF_VERIFY_DATA, &pgformer_palloc_allocator,
-					  err, sizeof(err));
+	memset(&file, 0, sizeof(file));
+	PG_TRY();
+	{
+		pgformer_sha256(base, e->bytes, digest);
+	}
+	PG_CATCH();
+	{
+		munmap(base, e->bytes);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (memcmp(digest, e->sha256, sizeof(digest)) != 0)
+	{
+		snprintf(err, sizeof(err), "the stored bytes do not have the SHA-256 the catalog records");
+		status = PGF_ERR_CHECKSUM;
+	}
+	if (status == PGF_OK)
+		status = pgf_open(&file, base, e->bytes, PGF_VERIFY_DATA, &pgformer_palloc_allocator,
+						  err, sizeof(err));
 	if (status == PGF_OK && file.header->data_crc32 != e->crc)
 	{
 		snprintf(err, sizeof(err), "stored bytes have checksum %08x, the catalog records %08x",
@@ -369,11 +675,15 @@ materialise(void *arg)
 				 errmsg("could not create directory \"%s\": %m", CACHE_DIR)));
 	snprintf(mat->tmp_path, MAXPGPATH, CACHE_DIR "/tmp.%d.%lld",
 			 MyProcPid, (long long) e->id);
-	mat->fd = OpenTransientFile(mat->tmp_path, O_CREAT | O_TRUNC | O_WRONLY | PG_BINARY);
+	unlink(mat->tmp_path);		/* a leftover of an earlier backend with our pid */
+	/* read-only from the start: nothing writes to a cache file once made */
+	mat->fd = OpenTransientFilePerm(mat->tmp_path, O_CREAT | O_EXCL | O_WRONLY | PG_BINARY,
+									S_IRUSR);
 	if (mat->fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not create model cache file \"%s\": %m", mat->tmp_path)));
+	strlcpy(writing_path, mat->tmp_path, MAXPGPATH);
 	mat->written = 0;
 	PG_TRY();
 	{
@@ -396,25 +706,47 @@ materialise(void *arg)
 					(errcode_for_file_access(),
 					 errmsg("could not rename \"%s\" to \"%s\": %m",
 							mat->tmp_path, mat->path)));
+		writing_path[0] = '\0';
+		write_sidecar(e, mat->path);
 	}
 	PG_CATCH();
 	{
 		if (mat->fd >= 0)
 			CloseTransientFile(mat->fd);
 		unlink(mat->tmp_path);
+		writing_path[0] = '\0';
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	fsync_fname(CACHE_DIR, true);
 	remove_other_versions(e->name, e->id);
-	enforce_cache_budget(mat->path);
+	tidy_cache_folder(mat->path);
 }
 
 /* ---- mapping ------------------------------------------------------------------ */
 
+static PgfMapped *
+find_mapping(int64 model_id, const char *cache_key)
+{
+	MappingKey	key;
+	MappingEntry *entry;
+
+	memset(&key, 0, sizeof(key));
+	key.model_id = model_id;
+	strlcpy(key.cache_key, cache_key, sizeof(key.cache_key));
+	entry = hash_search(mapping_table, &key, HASH_FIND, NULL);
+	return entry ? entry->mapped : NULL;
+}
+
+static bool
+mapped_here(int64 model_id, const char *cache_key)
+{
+	return mapping_table != NULL && find_mapping(model_id, cache_key) != NULL;
+}
+
 /*
- * Maps the cache file and binds it.  NULL when the file vanished or does
- * not match the catalog (the caller materialises again).
+ * Maps the cache file and binds it.  NULL when the file vanished, or is not
+ * the file that was checked (it is removed; the caller materialises again).
  */
 static PgfMapped *
 map_file(const PgfCatalogEntry *e, const char *path, int slot)
@@ -428,6 +760,7 @@ map_file(const PgfCatalogEntry *e, const char *path, int slot)
 	PgfStatus	status;
 	char		err[512];
 	MappingEntry *entry;
+	MappingKey	key;
 	bool		found;
 
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
@@ -439,10 +772,15 @@ map_file(const PgfCatalogEntry *e, const char *path, int slot)
 				(errcode_for_file_access(),
 				 errmsg("could not open model cache file \"%s\": %m", path)));
 	}
-	if (fstat(fd, &st) != 0 || st.st_size != e->bytes)
+	if (fstat(fd, &st) != 0 || st.st_size != e->bytes || !matches_sidecar(e, &st))
 	{
 		CloseTransientFile(fd);
-		unlink(path);
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("model cache file \"%s\" of \"%s\" version %d changed on disk after it was checked",
+						path, e->name, e->version),
+				 errdetail("It is removed and made again from the catalog.")));
+		remove_cache_files(e->id, e->cache_key);
 		return NULL;
 	}
 	base = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
@@ -460,6 +798,8 @@ map_file(const PgfCatalogEntry *e, const char *path, int slot)
 	strlcpy(m->name, e->name, NAMEDATALEN);
 	m->version = e->version;
 	m->crc = e->crc;
+	strlcpy(m->cache_key, e->cache_key, sizeof(m->cache_key));
+	memcpy(m->sha256, e->sha256, sizeof(m->sha256));
 	strlcpy(m->path, path, MAXPGPATH);
 	m->base = base;
 	m->size = st.st_size;
@@ -493,14 +833,17 @@ map_file(const PgfCatalogEntry *e, const char *path, int slot)
 	{
 		munmap(base, st.st_size);
 		MemoryContextDelete(context);
-		unlink(path);
+		remove_cache_files(e->id, e->cache_key);
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("model cache file \"%s\" of \"%s\" version %d is unusable: %s",
 						path, e->name, e->version, err),
 				 errhint("The file was removed; the next call materialises it again.")));
 	}
-	entry = hash_search(mapping_table, &m->model_id, HASH_ENTER, &found);
+	memset(&key, 0, sizeof(key));
+	key.model_id = m->model_id;
+	strlcpy(key.cache_key, m->cache_key, sizeof(key.cache_key));
+	entry = hash_search(mapping_table, &key, HASH_ENTER, &found);
 	entry->mapped = m;
 	return m;
 }
@@ -514,10 +857,10 @@ attach(const PgfCatalogEntry *e)
 	memset(&mat, 0, sizeof(mat));
 	mat.entry = e;
 	mat.fd = -1;
-	pgformer_cache_path(mat.path, e->id, e->crc);
+	pgformer_cache_path(mat.path, e);
 	key.dboid = MyDatabaseId;
 	key.model_id = e->id;
-	key.crc = e->crc;
+	key.cache_key = e->cache_key;
 	key.name = e->name;
 	key.version = e->version;
 	key.bytes = e->bytes;
@@ -539,9 +882,17 @@ attach(const PgfCatalogEntry *e)
 		PG_END_TRY();
 		if (m != NULL)
 		{
-			/* without the registry, file times order the cache by use */
+			/*
+			 * Without the registry, sidecar times order the cache by use (the
+			 * model file's own times are part of its checked identity).
+			 */
 			if (!pgformer_registry_available())
-				utime(mat.path, NULL);
+			{
+				char		sidecar[MAXPGPATH];
+
+				file_path(sidecar, e->id, e->cache_key, "ok");
+				utime(sidecar, NULL);
+			}
 			return m;
 		}
 		/* the file went away between the check and the open: start over */
@@ -559,20 +910,17 @@ attach(const PgfCatalogEntry *e)
 static void
 unmap(PgfMapped *m)
 {
-	if (m->extra_free)
-		m->extra_free(m);
+	MappingKey	key;
+
 	munmap((void *) m->base, m->size);
 	pgformer_registry_detach(m->registry_slot);
-	hash_search(mapping_table, &m->model_id, HASH_REMOVE, NULL);
+	memset(&key, 0, sizeof(key));
+	key.model_id = m->model_id;
+	strlcpy(key.cache_key, m->cache_key, sizeof(key.cache_key));
+	hash_search(mapping_table, &key, HASH_REMOVE, NULL);
 	MemoryContextDelete(m->context);
-}
-
-static PgfMapped *
-find_mapping(int64 model_id)
-{
-	MappingEntry *entry = hash_search(mapping_table, &model_id, HASH_FIND, NULL);
-
-	return entry ? entry->mapped : NULL;
+	/* its file may have no use left (the version was dropped meanwhile) */
+	tidy_wanted = true;
 }
 
 /*
@@ -596,7 +944,8 @@ sweep_mappings(void)
 
 		if (!m->current)
 			continue;
-		if (!pgformer_catalog_lookup(m->name, 0, &newest) || newest.id != m->model_id)
+		if (!pgformer_catalog_lookup(m->name, 0, &newest) || newest.id != m->model_id ||
+			strcmp(newest.cache_key, m->cache_key) != 0)
 		{
 			m->current = false;
 			if (m->refcount == 0)
@@ -606,6 +955,15 @@ sweep_mappings(void)
 	foreach(lc, stale)
 		unmap(lfirst(lc));
 	list_free(stale);
+}
+
+void
+pgformer_cache_mark_damaged(PgfMapped *m)
+{
+	remove_cache_files(m->model_id, m->cache_key);
+	/* the next call resolves the name again and makes a fresh copy */
+	m->current = false;
+	catalog_generation++;
 }
 
 /* ---- the API ------------------------------------------------------------------ */
@@ -626,7 +984,7 @@ resolve(const char *name)
 	ne = hash_search(name_table, name, HASH_FIND, NULL);
 	if (ne && ne->generation == catalog_generation)
 	{
-		m = find_mapping(ne->model_id);
+		m = find_mapping(ne->model_id, ne->cache_key);
 		if (m)
 			return m;
 	}
@@ -638,18 +996,21 @@ resolve(const char *name)
 		sweep_mappings();
 		swept_generation = generation;
 	}
+	if (tidy_wanted)
+		tidy_cache_folder("");
 	if (!pgformer_catalog_lookup(name, 0, &e))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("model \"%s\" does not exist", name),
 				 errhint("Load it with pgformer_load('%s', ...); SELECT * FROM pgformer_models lists the models.",
 						 name)));
-	m = find_mapping(e.id);
+	m = find_mapping(e.id, e.cache_key);
 	if (m == NULL)
 		m = attach(&e);
 	m->current = true;
 	ne = hash_search(name_table, name, HASH_ENTER, &found);
 	ne->model_id = e.id;
+	strlcpy(ne->cache_key, e.cache_key, sizeof(ne->cache_key));
 	ne->generation = generation;
 	return m;
 }
@@ -690,7 +1051,7 @@ pgformer_acquire_version(const char *name, int32 version)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("version %d of model \"%s\" does not exist", version, name)));
-	m = find_mapping(e.id);
+	m = find_mapping(e.id, e.cache_key);
 	if (m == NULL)
 		m = attach(&e);
 	m->refcount++;

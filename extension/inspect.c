@@ -23,8 +23,6 @@
 #include "extension/registry.h"
 #include "extension/store.h"
 
-#define VERIFY_STEP (64 * 1024 * 1024)
-
 static int32
 optional_version(FunctionCallInfo fcinfo, int argno)
 {
@@ -70,28 +68,32 @@ pgformer_inspect(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/*
+ * Rereads every byte of the mapped copy: its SHA-256 against the one the
+ * catalog recorded at load.  A damaged copy is reported, its cache file
+ * removed, and the next call maps a fresh copy made from the catalog.
+ */
 PG_FUNCTION_INFO_V1(pgformer_verify);
 Datum
 pgformer_verify(PG_FUNCTION_ARGS)
 {
 	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
 	PgfMapped  *m = pgformer_acquire_version(name, optional_version(fcinfo, 1));
-	uint32		crc = 0;
+	uint8		digest[32];
 	bool		ok;
 
-	for (size_t offset = 0; offset < m->file.data_size; offset += VERIFY_STEP)
-	{
-		size_t		n = Min((size_t) VERIFY_STEP, m->file.data_size - offset);
-
-		crc = pgf_crc32(crc, m->file.data + offset, n);
-		CHECK_FOR_INTERRUPTS();
-	}
-	ok = (crc == m->file.header->data_crc32);
+	pgformer_sha256(m->base, m->size, digest);
+	ok = memcmp(digest, m->sha256, sizeof(digest)) == 0;
 	if (!ok)
+	{
 		ereport(WARNING,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the mapped copy of model \"%s\" version %d has checksum %08x, expected %08x",
-						m->name, m->version, crc, m->file.header->data_crc32)));
+				 errmsg("the mapped copy of model \"%s\" version %d differs from the stored model",
+						m->name, m->version),
+				 errdetail("Its SHA-256 does not match the one recorded when it was loaded; cache file \"%s\" was removed and the next call makes a fresh copy.",
+						   m->path)));
+		pgformer_cache_mark_damaged(m);
+	}
 	pgformer_release(m, -1);
 	PG_RETURN_BOOL(ok);
 }
@@ -131,13 +133,14 @@ pgformer_cache_status(PG_FUNCTION_ARGS)
 		Datum		values[9];
 		bool		nulls[9] = {false};
 
-		pgformer_cache_path(path, e->id, e->crc);
+		pgformer_cache_path(path, e);
 		on_disk = stat(path, &st) == 0;
 		foreach(lc2, rows)
 		{
 			PgfRegistryRow *r = lfirst(lc2);
 
-			if (r->dboid == MyDatabaseId && r->model_id == e->id)
+			if (r->dboid == MyDatabaseId && r->model_id == e->id &&
+				strcmp(r->cache_key, e->cache_key) == 0)
 				row = r;
 		}
 		foreach(lc2, mine)

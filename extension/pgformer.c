@@ -154,7 +154,7 @@ _PG_init(void)
 							"Each backend sets its own; with many concurrent backends keep it at 1.",
 							&pgformer_threads,
 							1, 1, 64,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("pgformer.cache_size",
 							"Disk space the materialised model cache may use.",
@@ -184,7 +184,7 @@ _PG_init(void)
 							"Checked from the image header, before any pixel is decoded.",
 							&pgformer_max_image_pixels,
 							pgformer_max_image_pixels, 1, INT_MAX,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgformer");
 

@@ -35,6 +35,8 @@ typedef struct PgfMapped
 	char		name[NAMEDATALEN];
 	int32		version;
 	uint32		crc;
+	char		cache_key[33];	/* unique to the stored version */
+	uint8		sha256[32];		/* of every byte of the file, as stored */
 	char		path[MAXPGPATH];	/* the cache file */
 	const uint8 *base;			/* the mapping */
 	size_t		size;
@@ -48,14 +50,6 @@ typedef struct PgfMapped
 	int64		calls;			/* calls in this backend */
 	int64		unknown_inputs; /* inputs replaced by unknown/default rows */
 	TimestampTz last_used;
-
-	/*
-	 * Per-model state a SQL layer keeps for this backend (prepared binding
-	 * queries, caches).  Freed with the mapping: extra_free is called first
-	 * when set.
-	 */
-	void	   *extra;
-	void		(*extra_free) (struct PgfMapped *m);
 } PgfMapped;
 
 /*
@@ -76,6 +70,15 @@ extern void pgformer_release(PgfMapped *m, int64 elapsed_us);
  * missing or out-of-vocabulary features), shown by pgformer_cache.
  */
 extern void pgformer_note_unknown(PgfMapped *m, int64 count);
+
+/*
+ * pgformer_verify found the mapped copy damaged: its cache file goes, and
+ * the next call makes a fresh one from the catalog.
+ */
+extern void pgformer_cache_mark_damaged(PgfMapped *m);
+
+/* Server start (postmaster, preloaded): removes every file of the cache folder. */
+extern void pgformer_cache_clear_folder(void);
 
 /* Changes whenever the model store or the bindings may have changed. */
 extern uint64 pgformer_catalog_generation(void);
@@ -100,17 +103,24 @@ extern const char *pgformer_schema_quoted(void);
 /* OID of table pgformer_model, or InvalidOid when the extension is absent. */
 extern Oid	pgformer_model_table_oid(void);
 
-/* Runs the caller's catalog work as the extension's owner. */
+/*
+ * Runs the caller's catalog work as the extension's owner, with search_path
+ * pinned to pg_catalog (statements still qualify every name).
+ */
 typedef struct PgfOwnerContext
 {
-	Oid			saved_userid;
+	Oid			saved_userid;	/* the caller */
 	int			saved_sec_context;
+	int			guc_nest_level;
 } PgfOwnerContext;
 extern void pgformer_become_owner(PgfOwnerContext *ctx);
 extern void pgformer_restore_user(PgfOwnerContext *ctx);
 
 /* Sets up the mapping cache (transaction and relcache callbacks). */
 extern void pgformer_cache_init(void);
+
+/* binding.c: transaction end: no call holds a binding query any more. */
+extern void pgformer_bindings_reset(void);
 
 /* Each architecture's SQL module registers its binding roles. */
 extern void pgformer_recommend_init(void);

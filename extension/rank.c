@@ -149,14 +149,22 @@ check_item_columns(PgfMapped *m, const char *role, TupleDesc desc)
 	check_feature_columns(m, desc, PGF_HIF_ITEM, 1, role);
 }
 
+/* Every feature query gets the as-of time of the call as its last parameter. */
+static const Oid user_params[2] = {INT8OID, TIMESTAMPTZOID};
+static const Oid item_params[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+static const Oid context_params[1] = {TIMESTAMPTZOID};
+
 static const PgfBindingRole user_role = {
-	"hiformer", "user_features", INT8OID, "the user id", check_user_columns
+	"hiformer", "user_features", 2, user_params, "$1: the user id, $2: the as-of time",
+	check_user_columns
 };
 static const PgfBindingRole item_role = {
-	"hiformer", "item_features", INT8ARRAYOID, "the candidate item ids", check_item_columns
+	"hiformer", "item_features", 2, item_params,
+	"$1: the candidate item ids, $2: the as-of time", check_item_columns
 };
 static const PgfBindingRole context_role = {
-	"hiformer", "context_features", InvalidOid, "nothing", check_context_columns
+	"hiformer", "context_features", 1, context_params, "$1: the as-of time",
+	check_context_columns
 };
 
 void
@@ -399,41 +407,42 @@ run_scoring(PgfMapped *m, PgfHiformerRequest *req, int task, float *scores)
 
 /* The user's feature row, or NULL (no such row, or no user). */
 static PgfHiformerValue *
-user_values(PgfMapped *m, bool user_null, int64 user)
+user_values(PgfMapped *m, bool user_null, int64 user, TimestampTz at)
 {
 	const PgfHiformerModel *hm = m->bound;
-	PgfHiformerValue *values;
-	TupleDesc	desc;
-	SPIPlanPtr	plan;
-	Datum		param = Int64GetDatum(user);
+	PgfHiformerValue *values = NULL;
+	PgfBoundQuery *q;
+	Datum		params[2] = {Int64GetDatum(user), TimestampTzGetDatum(at)};
 	MemoryContext caller = CurrentMemoryContext;
 
 	if (hm->n_group[PGF_HIF_USER] == 0 || user_null)
 		return NULL;
-	plan = pgformer_binding_plan(m, "user_features", &desc);
-	if (SPI_execute_plan(plan, &param, NULL, true, 2) != SPI_OK_SELECT)
+	q = pgformer_binding_open(m, "user_features", true);
+	if (SPI_execute_plan(q->plan, params, NULL, true, 2) != SPI_OK_SELECT)
 		elog(ERROR, "pgformer: the user_features query did not run as a SELECT");
 	if (SPI_processed > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_CARDINALITY_VIOLATION),
 				 errmsg("the user_features query of model \"%s\" returned more than one row for user %lld",
 						m->name, (long long) user)));
-	if (SPI_processed == 0)
-		return NULL;
-	values = MemoryContextAlloc(caller, sizeof(PgfHiformerValue) * hm->n_group[PGF_HIF_USER]);
-	row_values(hm, PGF_HIF_USER, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 0, values);
+	if (SPI_processed == 1)
+	{
+		values = MemoryContextAlloc(caller, sizeof(PgfHiformerValue) * hm->n_group[PGF_HIF_USER]);
+		row_values(hm, PGF_HIF_USER, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 0, values);
+	}
+	pgformer_binding_close(q);
 	return values;
 }
 
 /* The context row: from json when given, else the binding, else NULL. */
 static PgfHiformerValue *
-context_values(PgfMapped *m, Jsonb *json)
+context_values(PgfMapped *m, Jsonb *json, TimestampTz at)
 {
 	const PgfHiformerModel *hm = m->bound;
 	PgfHiformerValue *values;
 	PgfHiformerValue *by_group[PGF_HIF_N_GROUPS] = {NULL, NULL, NULL};
-	TupleDesc	desc;
-	SPIPlanPtr	plan;
+	PgfBoundQuery *q;
+	Datum		param = TimestampTzGetDatum(at);
 
 	if (hm->n_group[PGF_HIF_CONTEXT] == 0)
 	{
@@ -448,10 +457,10 @@ context_values(PgfMapped *m, Jsonb *json)
 		jsonb_values(hm, json, 1u << PGF_HIF_CONTEXT, by_group, "context");
 		return values;
 	}
-	if (!pgformer_binding_exists(m, "context_features"))
+	q = pgformer_binding_open(m, "context_features", false);
+	if (q == NULL)
 		return NULL;
-	plan = pgformer_binding_plan(m, "context_features", &desc);
-	if (SPI_execute_plan(plan, NULL, NULL, true, 2) != SPI_OK_SELECT)
+	if (SPI_execute_plan(q->plan, &param, NULL, true, 2) != SPI_OK_SELECT)
 		elog(ERROR, "pgformer: the context_features query did not run as a SELECT");
 	if (SPI_processed != 1)
 		ereport(ERROR,
@@ -459,6 +468,7 @@ context_values(PgfMapped *m, Jsonb *json)
 				 errmsg("the context_features query of model \"%s\" returned %llu rows; it must return one",
 						m->name, (unsigned long long) SPI_processed)));
 	row_values(hm, PGF_HIF_CONTEXT, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 0, values);
+	pgformer_binding_close(q);
 	return values;
 }
 
@@ -469,8 +479,9 @@ typedef struct CandidateSlot
 } CandidateSlot;
 
 void
-pgformer_rank_candidates(PgfMapped *m, bool user_null, int64 user, Jsonb *context,
-						 const char *task, const int64 *ids, int n, float *scores)
+pgformer_rank_candidates(PgfMapped *m, bool user_null, int64 user, TimestampTz at,
+						 Jsonb *context, const char *task, const int64 *ids, int n,
+						 float *scores)
 {
 	const PgfHiformerModel *hm = m->bound;
 	int			n_item = hm->n_group[PGF_HIF_ITEM];
@@ -483,16 +494,15 @@ pgformer_rank_candidates(PgfMapped *m, bool user_null, int64 user, Jsonb *contex
 	memset(&req, 0, sizeof(req));
 	SPI_connect();
 	MemoryContextSwitchTo(caller);
-	req.user = user_values(m, user_null, user);
-	req.context = context_values(m, context);
+	req.user = user_values(m, user_null, user, at);
+	req.context = context_values(m, context, at);
 	if (n_item > 0 && n > 0)
 	{
 		HASHCTL		ctl;
 		HTAB	   *index;
 		Datum	   *elems = palloc(sizeof(Datum) * n);
-		Datum		param;
-		TupleDesc	desc;
-		SPIPlanPtr	plan = pgformer_binding_plan(m, "item_features", &desc);
+		Datum		params[2];
+		PgfBoundQuery *q = pgformer_binding_open(m, "item_features", true);
 		SPITupleTable *table;
 
 		memset(&ctl, 0, sizeof(ctl));
@@ -509,13 +519,14 @@ pgformer_rank_candidates(PgfMapped *m, bool user_null, int64 user, Jsonb *contex
 				slot->index = i;
 			elems[i] = Int64GetDatum(ids[i]);
 		}
-		param = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		params[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		params[1] = TimestampTzGetDatum(at);
 		items = palloc(sizeof(PgfHiformerValue) * (size_t) n * n_item);
 		found = palloc0(sizeof(bool) * n);
 		for (size_t i = 0; i < (size_t) n * n_item; i++)
 			items[i].kind = PGF_HIF_VALUE_MISSING;
-		if (SPI_execute_plan(plan, &param, NULL, true, 0) != SPI_OK_SELECT)
+		if (SPI_execute_plan(q->plan, params, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "pgformer: the item_features query did not run as a SELECT");
 		MemoryContextSwitchTo(caller);
 		table = SPI_tuptable;
@@ -538,6 +549,7 @@ pgformer_rank_candidates(PgfMapped *m, bool user_null, int64 user, Jsonb *contex
 			if ((r & 1023) == 0)
 				CHECK_FOR_INTERRUPTS();
 		}
+		pgformer_binding_close(q);
 		/* repeated candidates share the first one's row */
 		for (int i = 0; i < n; i++)
 		{
@@ -616,7 +628,8 @@ pgformer_rank_items(PG_FUNCTION_ARGS)
 			ids[n++] = DatumGetInt64(elems[i]);
 	m = pgformer_acquire(model, "hiformer");
 	scores = palloc(sizeof(float) * Max(n, 1));
-	pgformer_rank_candidates(m, user_null, user, context, task, ids, n, scores);
+	pgformer_rank_candidates(m, user_null, user, GetCurrentTransactionStartTimestamp(),
+							 context, task, ids, n, scores);
 
 	ranked = palloc(sizeof(Scored) * Max(n, 1));
 	for (int i = 0; i < n; i++)

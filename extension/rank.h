@@ -13,11 +13,11 @@
 
 /*
  * scores[i] = the ranker's probability (of task, NULL: the first task) for
- * candidate ids[i] of the user, reading features through the model's
- * bindings (context: the jsonb when not NULL).
+ * candidate ids[i] of the user as of `at`, reading features through the
+ * model's bindings (context: the jsonb when not NULL).
  */
 extern void pgformer_rank_candidates(PgfMapped *m, bool user_null, int64 user,
-									 Jsonb *context, const char *task,
+									 TimestampTz at, Jsonb *context, const char *task,
 									 const int64 *ids, int n, float *scores);
 
 #endif							/* PGFORMER_RANK_H */

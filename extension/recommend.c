@@ -71,8 +71,11 @@ check_event_columns(PgfMapped *m, const char *role, TupleDesc desc)
 	}
 }
 
+static const Oid events_params[2] = {INT8OID, TIMESTAMPTZOID};
+
 static const PgfBindingRole events_role = {
-	"fintrec", "events", INT8OID, "the user id", check_event_columns
+	"fintrec", "events", 2, events_params, "$1: the user id, $2: the as-of time",
+	check_event_columns
 };
 
 void
@@ -177,17 +180,24 @@ events_newest_first(Events *ev)
 	}
 }
 
-/* Runs the events binding for user into ev (in the current context). */
+/*
+ * Runs the events binding for user as of `at` into ev (in the current
+ * context).  The query gets the time as $2 and may use it; events after
+ * it are dropped here in any case, so that an answer as of a time never
+ * depends on what happened later.
+ */
 static void
-fetch_events(SPIPlanPtr plan, TupleDesc desc, int64 user, Events *ev)
+fetch_events(PgfBoundQuery *q, int64 user, TimestampTz at, Events *ev)
 {
-	Datum		param = Int64GetDatum(user);
+	TupleDesc	desc = q->desc;
+	Datum		params[2] = {Int64GetDatum(user), TimestampTzGetDatum(at)};
 	bool		has_types = desc->natts >= 3;
 	bool		has_channels = desc->natts >= 4;
+	Oid			time_type = TupleDescAttr(desc, 1)->atttypid;
 	SPITupleTable *table;
 
 	memset(ev, 0, sizeof(*ev));
-	if (SPI_execute_plan(plan, &param, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(q->plan, params, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "pgformer: the events query did not run as a SELECT");
 	table = SPI_tuptable;
 	events_reserve(ev, Max((int) SPI_processed, 1), has_types, has_channels);
@@ -208,7 +218,9 @@ fetch_events(SPIPlanPtr plan, TupleDesc desc, int64 user, Events *ev)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("the events query returned an event without a time for user %lld",
 							(long long) user)));
-		ev->times[i] = pgformer_datum_unix_seconds(value, TupleDescAttr(desc, 1)->atttypid);
+		if (pgformer_datum_after(value, time_type, at))
+			continue;			/* after the as-of time */
+		ev->times[i] = pgformer_datum_unix_seconds(value, time_type);
 		if (has_types)
 		{
 			value = SPI_getbinval(tuple, table->tupdesc, 3, &isnull);
@@ -256,13 +268,17 @@ bool_argument(FunctionCallInfo fcinfo, int argno, bool if_null)
 }
 
 /* The request time: `at`, or the transaction's now(). */
-static int64
+static TimestampTz
 time_argument(FunctionCallInfo fcinfo, int argno)
 {
 	TimestampTz at = PG_ARGISNULL(argno) ? GetCurrentTransactionStartTimestamp() :
 		PG_GETARG_TIMESTAMPTZ(argno);
 
-	return (int64) timestamptz_to_time_t(at);
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("at must be a finite time")));
+	return at;
 }
 
 static void
@@ -349,15 +365,15 @@ compare_reranked(const void *a, const void *b)
  * score.
  */
 static void
-rerank_ranked(const char *reranker, bool user_null, int64 user, Jsonb *context, int k,
-			  Ranked *ranked)
+rerank_ranked(const char *reranker, bool user_null, int64 user, TimestampTz at, Jsonb *context,
+			  int k, Ranked *ranked)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	PgfMapped  *ranker = pgformer_acquire(reranker, "hiformer");
 	float	   *scores = palloc(sizeof(float) * Max(ranked->n, 1));
 	RerankedItem *items = palloc(sizeof(RerankedItem) * Max(ranked->n, 1));
 
-	pgformer_rank_candidates(ranker, user_null, user, context, NULL,
+	pgformer_rank_candidates(ranker, user_null, user, at, context, NULL,
 							 ranked->ids, ranked->n, scores);
 	for (int i = 0; i < ranked->n; i++)
 		items[i] = (RerankedItem) {ranked->ids[i], scores[i], i};
@@ -381,7 +397,7 @@ pgformer_recommend(PG_FUNCTION_ARGS)
 	int64		user = user_null ? 0 : PG_GETARG_INT64(0);
 	int			k = pgformer_positive_arg(fcinfo, 1, "k");
 	bool		exclude_seen = bool_argument(fcinfo, 3, true);
-	int64		now = time_argument(fcinfo, 4);
+	TimestampTz at = time_argument(fcinfo, 4);
 	char	   *reranker = model_argument(fcinfo, 5);
 	int			candidates = PG_ARGISNULL(6) ? 200 : PG_GETARG_INT32(6);
 	PgfMapped  *m;
@@ -401,18 +417,18 @@ pgformer_recommend(PG_FUNCTION_ARGS)
 	memset(&ev, 0, sizeof(ev));
 	if (!user_null)				/* a null user has no events: cold start */
 	{
-		TupleDesc	desc;
-		SPIPlanPtr	plan = pgformer_binding_plan(m, "events", &desc);
+		PgfBoundQuery *events = pgformer_binding_open(m, "events", true);
 
-		fetch_events(plan, desc, user, &ev);
+		fetch_events(events, user, at, &ev);
+		pgformer_binding_close(events);
 	}
-	to_request(&ev, now, &req);
+	to_request(&ev, (int64) timestamptz_to_time_t(at), &req);
 	MemoryContextSwitchTo(caller);
 	rank_one(m, &req, reranker ? Max(k, candidates) : k, exclude_seen, &ranked);
 	SPI_finish();
 	pgformer_release(m, pgformer_elapsed_us(start));
 	if (reranker)
-		rerank_ranked(reranker, user_null, user,
+		rerank_ranked(reranker, user_null, user, at,
 					  PG_ARGISNULL(7) ? NULL : PG_GETARG_JSONB_P(7), k, &ranked);
 	emit_ranked(rsinfo, &ranked, false, false, 0);
 	return (Datum) 0;
@@ -506,7 +522,8 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 	TimestampTz start = GetCurrentTimestamp();
 	int			k = pgformer_positive_arg(fcinfo, 1, "k");
 	bool		exclude_seen = bool_argument(fcinfo, 3, true);
-	int64		now = time_argument(fcinfo, 4);
+	TimestampTz at = time_argument(fcinfo, 4);
+	int64		now = (int64) timestamptz_to_time_t(at);
 	ArrayType  *users_array;
 	Datum	   *users;
 	bool	   *user_nulls;
@@ -515,8 +532,7 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 	const FintrecModel *model;
 	MemoryContext chunk_context;
 	MemoryContext caller = CurrentMemoryContext;
-	TupleDesc	desc;
-	SPIPlanPtr	plan;
+	PgfBoundQuery *events;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0))
@@ -534,12 +550,12 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 	chunk_context = AllocSetContextCreate(caller, "pgformer batch", ALLOCSET_DEFAULT_SIZES);
 
 	SPI_connect();
-	plan = pgformer_binding_plan(m, "events", &desc);
+	events = pgformer_binding_open(m, "events", true);
 	for (int first = 0; first < n_users; first += BATCH_USERS)
 	{
 		int			count = Min(BATCH_USERS, n_users - first);
 		MemoryContext spi = MemoryContextSwitchTo(chunk_context);
-		Events	   *events = palloc0(sizeof(Events) * count);
+		Events	   *user_events = palloc0(sizeof(Events) * count);
 		FintrecEvents *reqs = palloc0(sizeof(FintrecEvents) * count);
 		int64	   *ids = palloc(sizeof(int64) * (size_t) count * k);
 		float	   *scores = palloc(sizeof(float) * (size_t) count * k);
@@ -553,9 +569,9 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 		for (int u = 0; u < count; u++)
 		{
 			if (!user_nulls[first + u])
-				fetch_events(plan, desc, DatumGetInt64(users[first + u]), &events[u]);
-			to_request(&events[u], now, &reqs[u]);
-			longest = Max(longest, events[u].n);
+				fetch_events(events, DatumGetInt64(users[first + u]), at, &user_events[u]);
+			to_request(&user_events[u], now, &reqs[u]);
+			longest = Max(longest, user_events[u].n);
 			CHECK_FOR_INTERRUPTS();
 		}
 		pgformer_prepare_kernels();
@@ -576,6 +592,7 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(spi);
 		MemoryContextReset(chunk_context);
 	}
+	pgformer_binding_close(events);
 	SPI_finish();
 	pgformer_release(m, pgformer_elapsed_us(start));
 	return (Datum) 0;
@@ -666,7 +683,7 @@ pgformer_rerank(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(k);
 	values[2] = CStringGetTextDatum(model);
 	SPI_connect();
-	if (SPI_execute_with_args(psprintf("DELETE FROM %s WHERE user_id = $1", target),
+	if (SPI_execute_with_args(psprintf("DELETE FROM %s WHERE user_id OPERATOR(pg_catalog.=) $1", target),
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "pgformer_rerank: could not delete the old rows of %s", target);
 	if (SPI_execute_with_args(psprintf("INSERT INTO %s (user_id, item_id, score, rank) "

@@ -32,7 +32,7 @@ typedef struct RegistryEntry
 	int			owner_pid;
 	Oid			dboid;
 	int64		model_id;
-	uint32		crc;
+	char		cache_key[33];
 	char		name[NAMEDATALEN];
 	int32		version;
 	int64		bytes;
@@ -85,6 +85,9 @@ registry_shmem_startup(void)
 	registry = ShmemInitStruct("pgformer registry", registry_size(), &found);
 	if (!found)
 	{
+		/* at server start (or after a crash) nothing is mapped: start afresh */
+		if (!IsUnderPostmaster)
+			pgformer_cache_clear_folder();
 		registry->lock = &(GetNamedLWLockTranche("pgformer"))->lock;
 		ConditionVariableInit(&registry->changed);
 		registry->n_entries = pgformer_max_models;
@@ -155,15 +158,16 @@ ensure_local_state(void)
 	}
 }
 
-/* With the lock held: the slot for key, or -1. */
+/* With the lock held: the slot of a stored version, or -1. */
 static int
-find_slot(Oid dboid, int64 model_id)
+find_slot(Oid dboid, int64 model_id, const char *cache_key)
 {
 	for (int i = 0; i < registry->n_entries; i++)
 	{
 		RegistryEntry *e = &registry->entries[i];
 
-		if (e->in_use && e->dboid == dboid && e->model_id == model_id)
+		if (e->in_use && e->dboid == dboid && e->model_id == model_id &&
+			strcmp(e->cache_key, cache_key) == 0)
 			return i;
 	}
 	return -1;
@@ -174,21 +178,9 @@ find_slot(Oid dboid, int64 model_id)
 static int
 claim_slot(const PgfRegistryKey *key)
 {
-	int			slot = find_slot(key->dboid, key->model_id);
+	int			slot = find_slot(key->dboid, key->model_id, key->cache_key);
 	RegistryEntry *e;
 
-	if (slot >= 0 && registry->entries[slot].crc != key->crc)
-	{
-		/* the id was reused for other bytes (extension recreated) */
-		if (registry->entries[slot].pins > 0 ||
-			registry->entries[slot].state == ENTRY_MATERIALISING)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_IN_USE),
-					 errmsg("an older model with id %lld is still in use by other backends",
-							(long long) key->model_id)));
-		registry->entries[slot].in_use = false;
-		slot = -1;
-	}
 	if (slot < 0)
 	{
 		uint64		oldest = PG_UINT64_MAX;
@@ -224,7 +216,7 @@ claim_slot(const PgfRegistryKey *key)
 		e->owner_pid = 0;
 		e->dboid = key->dboid;
 		e->model_id = key->model_id;
-		e->crc = key->crc;
+		strlcpy(e->cache_key, key->cache_key, sizeof(e->cache_key));
 		e->pins = 0;
 		pg_atomic_write_u64(&e->calls, 0);
 		pg_atomic_write_u64(&e->total_us, 0);
@@ -337,7 +329,8 @@ pgformer_registry_note_unknown(int slot, int64 count)
 }
 
 void
-pgformer_registry_usage(Oid dboid, int64 model_id, int *pins, TimestampTz *last_used)
+pgformer_registry_usage(Oid dboid, int64 model_id, const char *cache_key, int *pins,
+						TimestampTz *last_used)
 {
 	int			slot;
 
@@ -346,7 +339,7 @@ pgformer_registry_usage(Oid dboid, int64 model_id, int *pins, TimestampTz *last_
 	if (registry == NULL)
 		return;
 	LWLockAcquire(registry->lock, LW_SHARED);
-	slot = find_slot(dboid, model_id);
+	slot = find_slot(dboid, model_id, cache_key);
 	if (slot >= 0)
 	{
 		RegistryEntry *e = &registry->entries[slot];
@@ -359,14 +352,14 @@ pgformer_registry_usage(Oid dboid, int64 model_id, int *pins, TimestampTz *last_
 }
 
 void
-pgformer_registry_forget(Oid dboid, int64 model_id)
+pgformer_registry_forget(Oid dboid, int64 model_id, const char *cache_key)
 {
 	int			slot;
 
 	if (registry == NULL)
 		return;
 	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
-	slot = find_slot(dboid, model_id);
+	slot = find_slot(dboid, model_id, cache_key);
 	if (slot >= 0 && registry->entries[slot].pins == 0 &&
 		registry->entries[slot].state != ENTRY_MATERIALISING)
 		registry->entries[slot].in_use = false;
@@ -391,6 +384,7 @@ pgformer_registry_rows(void)
 		row = palloc(sizeof(PgfRegistryRow));
 		row->dboid = e->dboid;
 		row->model_id = e->model_id;
+		strlcpy(row->cache_key, e->cache_key, sizeof(row->cache_key));
 		strlcpy(row->name, e->name, NAMEDATALEN);
 		row->version = e->version;
 		row->bytes = e->bytes;

@@ -26,7 +26,7 @@ typedef struct PgfRegistryKey
 {
 	Oid			dboid;
 	int64		model_id;
-	uint32		crc;
+	const char *cache_key;		/* unique to the stored version */
 	const char *name;
 	int32		version;
 	int64		bytes;
@@ -58,17 +58,18 @@ extern void pgformer_registry_note_unknown(int slot, int64 count);
  * progress counts as one) and when it was last used; 0 and 0 without the
  * registry or when it is unknown.
  */
-extern void pgformer_registry_usage(Oid dboid, int64 model_id, int *pins,
-									TimestampTz *last_used);
+extern void pgformer_registry_usage(Oid dboid, int64 model_id, const char *cache_key,
+									int *pins, TimestampTz *last_used);
 
 /* Forgets a version whose cache file was removed (if no backend pins it). */
-extern void pgformer_registry_forget(Oid dboid, int64 model_id);
+extern void pgformer_registry_forget(Oid dboid, int64 model_id, const char *cache_key);
 
 /* A copy of one entry, for the pgformer_cache view. */
 typedef struct PgfRegistryRow
 {
 	Oid			dboid;
 	int64		model_id;
+	char		cache_key[33];
 	char		name[NAMEDATALEN];
 	int32		version;
 	int64		bytes;

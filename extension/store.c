@@ -20,6 +20,8 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_extension.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -27,6 +29,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -35,6 +38,7 @@
 #include "extension/store.h"
 
 #define CHUNK_BYTES (8 * 1024 * 1024)
+#define DIGEST_STEP (64 * 1024 * 1024)
 
 /* ---- protobuf through palloc ------------------------------------------------ */
 
@@ -149,6 +153,16 @@ pgformer_model_table_oid(void)
 	return get_relname_relid("pgformer_model", info.namespace);
 }
 
+/*
+ * Statements run as the owner must not resolve a single name through the
+ * caller's search_path: a caller who plants an operator, function or table
+ * earlier in the path would otherwise have it run with the owner's rights.
+ * Every statement qualifies its names, and search_path is pinned to
+ * pg_catalog for the duration as a second line of defence (restored by
+ * pgformer_restore_user, or by the (sub)transaction abort on an error).
+ * The operation is security-restricted as well, like a maintenance command
+ * that runs as a table owner.
+ */
 void
 pgformer_become_owner(PgfOwnerContext *ctx)
 {
@@ -156,14 +170,19 @@ pgformer_become_owner(PgfOwnerContext *ctx)
 
 	require_extension(&info);
 	GetUserIdAndSecContext(&ctx->saved_userid, &ctx->saved_sec_context);
+	ctx->guc_nest_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	SetUserIdAndSecContext(info.owner,
-						   ctx->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+						   ctx->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 }
 
 void
 pgformer_restore_user(PgfOwnerContext *ctx)
 {
 	SetUserIdAndSecContext(ctx->saved_userid, ctx->saved_sec_context);
+	AtEOXact_GUC(true, ctx->guc_nest_level);
 }
 
 /* ---- reading the catalog ---------------------------------------------------------- */
@@ -172,19 +191,27 @@ static void
 fill_entry(PgfCatalogEntry *e, HeapTuple tuple, TupleDesc desc)
 {
 	bool		isnull;
-	char	   *text;
+	Datum		digest;
 
 	e->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-	text = SPI_getvalue(tuple, desc, 2);
-	strlcpy(e->name, text, NAMEDATALEN);
+	strlcpy(e->name, SPI_getvalue(tuple, desc, 2), NAMEDATALEN);
 	e->version = DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull));
-	text = SPI_getvalue(tuple, desc, 4);
-	strlcpy(e->architecture, text, NAMEDATALEN);
+	strlcpy(e->architecture, SPI_getvalue(tuple, desc, 4), NAMEDATALEN);
 	e->bytes = DatumGetInt64(SPI_getbinval(tuple, desc, 5, &isnull));
 	e->crc = (uint32) DatumGetInt64(SPI_getbinval(tuple, desc, 6, &isnull));
+	strlcpy(e->cache_key, SPI_getvalue(tuple, desc, 7), sizeof(e->cache_key));
+	digest = SPI_getbinval(tuple, desc, 8, &isnull);
+	memset(e->sha256, 0, sizeof(e->sha256));
+	if (!isnull)
+	{
+		bytea	   *b = DatumGetByteaPP(digest);
+
+		memcpy(e->sha256, VARDATA_ANY(b), Min(VARSIZE_ANY_EXHDR(b), sizeof(e->sha256)));
+	}
+	strlcpy(e->owner, SPI_getvalue(tuple, desc, 9), NAMEDATALEN);
 }
 
-#define ENTRY_COLUMNS "id, name, version, architecture, bytes, crc32"
+#define ENTRY_COLUMNS "id, name, version, architecture, bytes, crc32, cache_key, sha256, owner"
 
 bool
 pgformer_catalog_lookup(const char *name, int32 version, PgfCatalogEntry *out)
@@ -197,7 +224,8 @@ pgformer_catalog_lookup(const char *name, int32 version, PgfCatalogEntry *out)
 
 	pgformer_become_owner(&owner);
 	query = psprintf("SELECT " ENTRY_COLUMNS " FROM %s.pgformer_model "
-					 "WHERE name = $1 AND ($2 = 0 OR version = $2) "
+					 "WHERE name OPERATOR(pg_catalog.=) $1 "
+					 "AND ($2 OPERATOR(pg_catalog.=) 0 OR version OPERATOR(pg_catalog.=) $2) "
 					 "ORDER BY version DESC LIMIT 1",
 					 pgformer_schema_quoted());
 	values[0] = CStringGetTextDatum(name);
@@ -226,7 +254,7 @@ pgformer_catalog_entries(const char *name)
 
 	pgformer_become_owner(&owner);
 	query = psprintf("SELECT " ENTRY_COLUMNS " FROM %s.pgformer_model "
-					 "WHERE $1 IS NULL OR name = $1 ORDER BY name, version",
+					 "WHERE $1 IS NULL OR name OPERATOR(pg_catalog.=) $1 ORDER BY name, version",
 					 pgformer_schema_quoted());
 	values[0] = name ? CStringGetTextDatum(name) : (Datum) 0;
 	SPI_connect();
@@ -247,6 +275,61 @@ pgformer_catalog_entries(const char *name)
 	return entries;
 }
 
+/* ---- model owners ---------------------------------------------------------------- */
+
+/*
+ * With SPI connected as the extension owner: the role owning model name
+ * (the one that loaded its first version, kept by every later version), or
+ * NULL when the name has no version.
+ */
+static char *
+owner_of(const char *schema, const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+
+	if (SPI_execute_with_args(psprintf("SELECT owner FROM %s.pgformer_model "
+									   "WHERE name OPERATOR(pg_catalog.=) $1 "
+									   "ORDER BY version LIMIT 1", schema),
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pgformer: could not read the model catalog");
+	return SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+}
+
+/* Loading a version, dropping and binding need the model's owner (or a member) or a superuser. */
+static void
+check_owner(const char *name, const char *owner, Oid caller)
+{
+	Oid			owner_oid = get_role_oid(owner, true);
+
+	if (superuser_arg(caller) || (OidIsValid(owner_oid) && has_privs_of_role(caller, owner_oid)))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of model \"%s\"", name),
+			 errdetail("Model \"%s\" belongs to role \"%s\": only its members and superusers may load new versions of it, drop it or change its bindings.",
+					   name, owner)));
+}
+
+void
+pgformer_require_model_owner(const char *name)
+{
+	PgfOwnerContext owner;
+	char	   *role;
+
+	pgformer_become_owner(&owner);
+	SPI_connect();
+	role = owner_of(pgformer_schema_quoted(), name);
+	if (role != NULL)
+		check_owner(name, role, owner.saved_userid);
+	SPI_finish();
+	pgformer_restore_user(&owner);
+	if (role == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" does not exist", name)));
+}
+
 void
 pgformer_catalog_read_chunks(int64 model_id,
 							 void (*sink) (const char *bytes, size_t n, void *arg),
@@ -260,7 +343,7 @@ pgformer_catalog_read_chunks(int64 model_id,
 
 	pgformer_become_owner(&owner);
 	query = psprintf("SELECT data FROM %s.pgformer_model_chunk "
-					 "WHERE model_id = $1 ORDER BY chunk",
+					 "WHERE model_id OPERATOR(pg_catalog.=) $1 ORDER BY chunk",
 					 pgformer_schema_quoted());
 	SPI_connect();
 	portal = SPI_cursor_open_with_args(NULL, query, 1, types, values, NULL, true, 0);
@@ -307,6 +390,24 @@ check_model_name(const char *name)
 					 errmsg("model name must not contain control characters")));
 }
 
+void
+pgformer_sha256(const uint8 *bytes, size_t size, uint8 *digest)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+
+	if (ctx == NULL || pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "pgformer: could not start a SHA-256 digest");
+	for (size_t offset = 0; offset < size; offset += DIGEST_STEP)
+	{
+		if (pg_cryptohash_update(ctx, bytes + offset, Min((size_t) DIGEST_STEP, size - offset)) < 0)
+			elog(ERROR, "pgformer: could not compute a SHA-256 digest");
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (pg_cryptohash_final(ctx, digest, PG_SHA256_DIGEST_LENGTH) < 0)
+		elog(ERROR, "pgformer: could not finish a SHA-256 digest");
+	pg_cryptohash_free(ctx);
+}
+
 /* Validates bytes as a model file this build can serve and stores it. */
 static int32
 store_model(const char *name, const uint8 *bytes, size_t size, const char *source)
@@ -317,14 +418,19 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	PgfOwnerContext owner;
 	const char *schema;
 	char	   *query;
-	Oid			types[7] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID};
-	Datum		values[7];
+	char	   *model_owner;
+	Oid			types[10] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID,
+	TEXTOID, BYTEAOID, NAMEOID};
+	Datum		values[10];
 	Oid			chunk_types[3] = {INT8OID, INT4OID, BYTEAOID};
 	SPIPlanPtr	chunk_plan;
 	bool		isnull;
 	int64		model_id;
 	int32		version;
 	bytea	   *chunk;
+	bytea	   *digest;
+	uint8		nonce[16];
+	char		cache_key[33];
 	Oid			table_oid;
 
 	check_model_name(name);
@@ -336,6 +442,19 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	if (status != PGF_OK)
 		pgformer_report_file_error(status, err);
 
+	/*
+	 * The cache file of this version is named by a random key, so that no
+	 * file left by an earlier store (a dropped and recreated extension
+	 * reuses ids) is ever taken for it; the digest covers every byte.
+	 */
+	digest = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	SET_VARSIZE(digest, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	pgformer_sha256(bytes, size, (uint8 *) VARDATA(digest));
+	if (!pg_strong_random(nonce, sizeof(nonce)))
+		elog(ERROR, "pgformer: could not generate a random cache key");
+	hex_encode((const char *) nonce, sizeof(nonce), cache_key);
+	cache_key[32] = '\0';
+
 	pgformer_become_owner(&owner);
 	schema = pgformer_schema_quoted();
 	table_oid = pgformer_model_table_oid();
@@ -346,10 +465,19 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	if (SPI_execute(query, false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "pgformer: could not lock the model catalog");
 
+	/* a new name belongs to the caller; a new version needs the owner */
+	model_owner = owner_of(schema, name);
+	if (model_owner)
+		check_owner(name, model_owner, owner.saved_userid);
+	else
+		model_owner = GetUserNameFromId(owner.saved_userid, false);
+
 	query = psprintf("INSERT INTO %s.pgformer_model "
-					 "(name, version, architecture, params, bytes, crc32, chunk_bytes, source) "
-					 "SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7 "
-					 "FROM %s.pgformer_model WHERE name = $1 "
+					 "(name, version, architecture, params, bytes, crc32, chunk_bytes, source, "
+					 "cache_key, sha256, owner) "
+					 "SELECT $1, coalesce(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1, "
+					 "$2, $3, $4, $5, $6, $7, $8, $9, $10 "
+					 "FROM %s.pgformer_model WHERE name OPERATOR(pg_catalog.=) $1 "
 					 "RETURNING id, version", schema, schema);
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(file.header->architecture);
@@ -358,7 +486,10 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	values[4] = Int64GetDatum((int64) file.header->data_crc32);
 	values[5] = Int32GetDatum(CHUNK_BYTES);
 	values[6] = CStringGetTextDatum(source);
-	if (SPI_execute_with_args(query, 7, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+	values[7] = CStringGetTextDatum(cache_key);
+	values[8] = PointerGetDatum(digest);
+	values[9] = CStringGetDatum(model_owner);
+	if (SPI_execute_with_args(query, 10, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "pgformer: could not record the model");
 	model_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -412,7 +543,22 @@ pgformer_load_path(PG_FUNCTION_ARGS)
 				 errdetail("Only superusers and members of pg_read_server_files may read server files."),
 				 errhint("Pass the file's contents as bytea instead: pgformer_load(name, data).")));
 	check_model_name(name);
-	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+
+	/*
+	 * Only a regular file is read.  Opening a FIFO or a device would block
+	 * (uninterruptibly) or read without end, so the type is checked before
+	 * the open, and the open itself does not block, in case the path was
+	 * swapped in between; the descriptor is checked again.
+	 */
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open model file \"%s\": %m", path)));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a regular file", path)));
+	fd = OpenTransientFile(path, O_RDONLY | O_NONBLOCK | PG_BINARY);
 	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
@@ -463,15 +609,21 @@ pgformer_load_bytea(PG_FUNCTION_ARGS)
 								VARSIZE_ANY_EXHDR(data), "bytea"));
 }
 
+/*
+ * pgformer_drop(name): every version; pgformer_drop(name, version): that
+ * one (a null version is an error, never "all of them").
+ */
 PG_FUNCTION_INFO_V1(pgformer_drop);
 Datum
 pgformer_drop(PG_FUNCTION_ARGS)
 {
 	char	   *name;
-	bool		all_versions = PG_ARGISNULL(1);
-	int32		version = all_versions ? 0 : PG_GETARG_INT32(1);
+	bool		all_versions = PG_NARGS() < 2;
+	int32		version = 0;
 	PgfOwnerContext owner;
+	const char *schema;
 	char	   *query;
+	char	   *model_owner;
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2];
 	char		nulls[2] = {' ', all_versions ? 'n' : ' '};
@@ -481,15 +633,28 @@ pgformer_drop(PG_FUNCTION_ARGS)
 	MemoryContext caller = CurrentMemoryContext;
 
 	name = pgformer_text_arg(fcinfo, 0, "model name");
+	if (!all_versions)
+	{
+		if (PG_ARGISNULL(1))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("version must not be null"),
+					 errhint("pgformer_drop('%s') drops every version.", name)));
+		version = PG_GETARG_INT32(1);
+	}
 
 	pgformer_become_owner(&owner);
+	schema = pgformer_schema_quoted();
 	table_oid = pgformer_model_table_oid();
-	query = psprintf("DELETE FROM %s.pgformer_model WHERE name = $1 "
-					 "AND ($2 IS NULL OR version = $2) RETURNING id, crc32",
-					 pgformer_schema_quoted());
+	SPI_connect();
+	model_owner = owner_of(schema, name);
+	if (model_owner)
+		check_owner(name, model_owner, owner.saved_userid);
+	query = psprintf("DELETE FROM %s.pgformer_model WHERE name OPERATOR(pg_catalog.=) $1 "
+					 "AND ($2 IS NULL OR version OPERATOR(pg_catalog.=) $2) "
+					 "RETURNING id, crc32, cache_key", schema);
 	values[0] = CStringGetTextDatum(name);
 	values[1] = Int32GetDatum(version);
-	SPI_connect();
 	if (SPI_execute_with_args(query, 2, types, values, nulls, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "pgformer: could not delete from the model catalog");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -497,17 +662,20 @@ pgformer_drop(PG_FUNCTION_ARGS)
 		bool		isnull;
 		MemoryContext spi = MemoryContextSwitchTo(caller);
 		PgfCatalogEntry *e = palloc0(sizeof(PgfCatalogEntry));
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 
-		e->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		e->crc = (uint32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		e->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		e->crc = (uint32) DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+		strlcpy(e->cache_key, SPI_getvalue(tuple, desc, 3), sizeof(e->cache_key));
 		dropped = lappend(dropped, e);
 		MemoryContextSwitchTo(spi);
 	}
 	if (all_versions && dropped != NIL)
 	{
 		/* the name is gone: so are its bindings */
-		query = psprintf("DELETE FROM %s.pgformer_binding WHERE model = $1",
-						 pgformer_schema_quoted());
+		query = psprintf("DELETE FROM %s.pgformer_binding WHERE model OPERATOR(pg_catalog.=) $1",
+						 schema);
 		if (SPI_execute_with_args(query, 1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "pgformer: could not delete the model's bindings");
 	}
@@ -526,10 +694,6 @@ pgformer_drop(PG_FUNCTION_ARGS)
 	}
 	CacheInvalidateRelcacheByRelid(table_oid);
 	foreach(lc, dropped)
-	{
-		PgfCatalogEntry *e = lfirst(lc);
-
-		pgformer_cache_remove_file(e->id, e->crc);
-	}
+		pgformer_cache_forget_at_commit(lfirst(lc));
 	PG_RETURN_INT32(list_length(dropped));
 }

@@ -12,7 +12,10 @@ event types and channels, cold starts, unknown ids, sequences longer than
 the model keeps).  Writes OUTDIR/fintrec_events.csv (model, user_id,
 item_id, ts, event_type, channel) and OUTDIR/fintrec_expected.csv (model,
 user_id, now, top-10 ids and scores with exclude_seen), the reference
-being tools/fintrec.py in float64 on the weights as stored.
+being tools/fintrec.py in float64 on the weights as stored.  Some requests
+are made as of a time before their newest events: the events file keeps
+those events, the reference leaves them out, as recommend(..., at => now)
+must.
 """
 import csv
 import os
@@ -57,7 +60,11 @@ def main():
                 case.update(items=case["items"][order], times=times, types=case["types"][order],
                             chans=case["chans"][order], newest_first=1, placement=0,
                             has_static=0, has_fm=0)
-                seq, _ = to_sequence(cfg, ids, case)
+                # an answer as of `now` sees no event after it
+                seen = case["times"] <= case["now"]
+                as_of = dict(case, items=case["items"][seen], times=case["times"][seen],
+                             types=case["types"][seen], chans=case["chans"][seen])
+                seq, _ = to_sequence(cfg, ids, as_of)
                 logits = model.score([seq])[0].numpy()
                 best = topk(logits, TOP, excluded_rows(cfg, seq))
                 for j in range(len(case["items"])):

@@ -13,8 +13,15 @@ CREATE TABLE pgformer_model (
     crc32        bigint NOT NULL,
     chunk_bytes  int NOT NULL,
     source       text NOT NULL,
-    loaded_at    timestamptz NOT NULL DEFAULT now(),
+    loaded_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     loaded_by    name NOT NULL DEFAULT session_user,
+    -- the role that loaded the first version of the name: it and its
+    -- members (and superusers) load new versions, drop and bind the model
+    owner        name NOT NULL,
+    -- random and unique to this stored version: names its cache file
+    cache_key    text NOT NULL UNIQUE,
+    -- SHA-256 of every byte of the file, checked when it is materialised
+    sha256       bytea NOT NULL,
     UNIQUE (name, version)
 );
 
@@ -46,18 +53,25 @@ CREATE FUNCTION pgformer_load(name text, data bytea) RETURNS int
 COMMENT ON FUNCTION pgformer_load(text, bytea) IS
     'stores a model file passed as bytes as a new version of name; returns the version';
 
-CREATE FUNCTION pgformer_drop(name text, version int DEFAULT NULL) RETURNS int
+CREATE FUNCTION pgformer_drop(name text) RETURNS int
+    AS 'MODULE_PATHNAME', 'pgformer_drop'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION pgformer_drop(text) IS
+    'removes every version of a model and its bindings; returns how many versions';
+
+-- not strict: a null version is an error, never "every version"
+CREATE FUNCTION pgformer_drop(name text, version int) RETURNS int
     AS 'MODULE_PATHNAME', 'pgformer_drop'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION pgformer_drop(text, int) IS
-    'removes one version of a model, or all of them when version is null; returns how many';
+    'removes one version of a model; returns 1';
 
 REVOKE EXECUTE ON FUNCTION pgformer_load(text, text), pgformer_load(text, bytea),
-    pgformer_drop(text, int) FROM PUBLIC;
+    pgformer_drop(text), pgformer_drop(text, int) FROM PUBLIC;
 
 CREATE VIEW pgformer_models AS
-    SELECT name, version, architecture AS arch, params, bytes, loaded_at,
-           version = max(version) OVER (PARTITION BY name) AS current
+    SELECT name, version, architecture AS arch, params, bytes, loaded_at, owner,
+           version OPERATOR(pg_catalog.=) pg_catalog.max(version) OVER (PARTITION BY name) AS current
     FROM pgformer_model;
 GRANT SELECT ON pgformer_models TO PUBLIC;
 

@@ -22,5 +22,16 @@ CREATE FUNCTION pgformer_unbind(model text, role text) RETURNS void
 
 REVOKE EXECUTE ON FUNCTION pgformer_bind(text, text, text), pgformer_unbind(text, text) FROM PUBLIC;
 
-CREATE VIEW pgformer_bindings AS SELECT model, role, query, bound_at FROM pgformer_binding;
+-- A binding's query runs inside every caller's model calls; its text is
+-- shown to the model's owner (and members, and superusers) only.
+CREATE VIEW pgformer_bindings AS
+    SELECT b.model, b.role,
+           CASE WHEN pg_catalog.pg_has_role(r.oid, 'USAGE') OR me.rolsuper THEN b.query END AS query,
+           b.bound_at
+    FROM pgformer_binding b
+    LEFT JOIN LATERAL (SELECT m.owner FROM pgformer_model m
+                       WHERE m.name OPERATOR(pg_catalog.=) b.model
+                       ORDER BY m.version LIMIT 1) o ON true
+    LEFT JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) o.owner
+    LEFT JOIN pg_catalog.pg_roles me ON me.rolname OPERATOR(pg_catalog.=) CURRENT_USER;
 GRANT SELECT ON pgformer_bindings TO PUBLIC;

@@ -20,7 +20,7 @@ SELECT dblink_connect('other', pg_temp.self_conninfo()) AS connected \gset
 SELECT ok((SELECT ok FROM dblink('other', $$SELECT pgformer_verify('np')$$) AS t(ok boolean)),
           'another backend maps the same model');
 SELECT is((SELECT count(*) FROM pg_ls_dir('pgformer') f
-           WHERE f LIKE '%\_' || (SELECT max(id) FROM pgformer_model WHERE name = 'np') || '\_%'),
+           WHERE f LIKE '%\_' || (SELECT max(id) FROM pgformer_model WHERE name = 'np') || '\_%.pgf'),
           1::bigint, 'both use one cache file');
 SELECT is((SELECT n FROM dblink('other', $$SELECT count(*) FROM pgformer_cache WHERE name = 'np' AND pins = 1$$)
            AS t(n bigint)), 1::bigint, 'the other backend sees its own pin');

@@ -28,7 +28,7 @@ SELECT results_eq($$SELECT version, pins FROM pgformer_cache WHERE name = 'share
                   $$VALUES (1, 8)$$,
                   'pgformer_cache: one version, pinned by the eight backends');
 SELECT is((SELECT count(*) FROM pg_ls_dir('pgformer') f
-           WHERE f LIKE '%\_' || (SELECT max(id) FROM pgformer_model WHERE name = 'shared_big') || '\_%'),
+           WHERE f LIKE '%\_' || (SELECT max(id) FROM pgformer_model WHERE name = 'shared_big') || '\_%.pgf'),
           1::bigint, 'exactly one cache file exists for it');
 
 CREATE TEMP TABLE memory AS
