@@ -5,6 +5,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -89,6 +90,7 @@ typedef struct BackendArena
 	char	   *raw;			/* what MemoryContextAlloc returned */
 	size_t		capacity;
 	bool		in_use;
+	SubTransactionId subxact;	/* where it was acquired */
 } BackendArena;
 
 static BackendArena arenas[PGF_MAX_NESTED_ARENAS];
@@ -122,9 +124,12 @@ pgformer_arena_acquire(size_t bytes)
 		pgf_arena_init(&a->arena,
 					   (void *) TYPEALIGN(PGF_ARENA_ALIGN, a->raw), a->capacity);
 		a->in_use = true;
+		a->subxact = GetCurrentSubTransactionId();
 		return &a->arena;
 	}
-	elog(ERROR, "pgformer: model calls nested more than %d deep", PGF_MAX_NESTED_ARENAS);
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("pgformer: model calls nested more than %d deep", PGF_MAX_NESTED_ARENAS)));
 	return NULL;
 }
 
@@ -142,6 +147,21 @@ pgformer_arenas_reset(void)
 {
 	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
 		arenas[i].in_use = false;
+}
+
+/*
+ * A subtransaction that aborts (an exception block catching a model call's
+ * error) frees the arenas its calls held: no call of it is still running.
+ */
+static void
+subtransaction_ended(SubXactEvent event, SubTransactionId subxact,
+					 SubTransactionId parent, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
+		if (arenas[i].in_use && arenas[i].subxact == subxact)
+			arenas[i].in_use = false;
 }
 
 /* ---- module load -------------------------------------------------------------- */
@@ -207,6 +227,7 @@ _PG_init(void)
 		pgf_set_threads(1);
 	}
 
+	RegisterSubXactCallback(subtransaction_ended, NULL);
 	pgformer_registry_init();
 	pgformer_cache_init();
 	pgformer_recommend_init();
