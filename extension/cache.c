@@ -85,6 +85,12 @@ static Oid	model_table_oid = InvalidOid;
 /* Set when a mapping went: the folder may hold a file nobody can use now. */
 static bool tidy_wanted = true;
 
+/*
+ * Set when this transaction mapped a version: its snapshot may predate a
+ * drop of it, so the next transaction checks the mappings again.
+ */
+static bool mapped_in_transaction = false;
+
 /* Cache files of versions this transaction dropped (removed at commit). */
 typedef struct DroppedFile
 {
@@ -171,6 +177,11 @@ transaction_ended(XactEvent event, void *arg)
 	}
 	pgformer_arenas_reset();
 	pgformer_bindings_reset();
+	if (mapped_in_transaction)
+	{
+		catalog_generation++;
+		mapped_in_transaction = false;
+	}
 	if (mapping_table == NULL)
 		return;
 	hash_seq_init(&status, mapping_table);
@@ -845,6 +856,7 @@ map_file(const PgfCatalogEntry *e, const char *path, int slot)
 	strlcpy(key.cache_key, m->cache_key, sizeof(key.cache_key));
 	entry = hash_search(mapping_table, &key, HASH_ENTER, &found);
 	entry->mapped = m;
+	mapped_in_transaction = true;
 	return m;
 }
 

@@ -7,7 +7,7 @@
 \set events_csv :fixtures '/fintrec_events.csv'
 \set expected_csv :fixtures '/fintrec_expected.csv'
 BEGIN;
-SELECT plan(46);
+SELECT plan(52);
 
 CREATE TABLE fin_events (model text, user_id bigint, item_id bigint, ts bigint,
                          event_type int, channel int);
@@ -186,6 +186,43 @@ SELECT is(pg_temp.error_of($$SELECT count(*) FROM recommend_batch(
           '57014: canceling statement due to statement timeout',
           'statement_timeout cancels a 200,000-user batch');
 RESET statement_timeout;
+
+-- as of a time: what happened later never counts, whether the events
+-- query filters by its $2 or not
+SELECT pgformer_load('asof_dec', :'fixtures' || '/random_decoder.pgf') AS v \gset
+CREATE TABLE asof_events AS
+    SELECT user_id, item_id, to_timestamp(ts) AS ts FROM fin_events
+    WHERE model = 'random_decoder' AND user_id BETWEEN 6 AND 10;
+CREATE TABLE asof_at AS SELECT user_id, max(ts) AS at FROM asof_events GROUP BY user_id;
+SELECT pgformer_bind('asof_dec', 'events',
+    'SELECT item_id, ts FROM asof_events WHERE user_id = $1 ORDER BY ts DESC') AS b \gset
+CREATE TABLE asof_before AS
+    SELECT a.user_id, array_agg(r.item_id ORDER BY r.rank) AS ids
+    FROM asof_at a, recommend(a.user_id, 10, 'asof_dec', true, a.at) r GROUP BY a.user_id;
+-- later, each user acts on the three items they were recommended first
+INSERT INTO asof_events
+    SELECT b.user_id, b.ids[j], a.at + j * interval '1 hour'
+    FROM asof_before b JOIN asof_at a USING (user_id), generate_series(1, 3) j;
+SELECT is((SELECT count(*) FROM asof_before b JOIN asof_at a USING (user_id)
+           WHERE b.ids = (SELECT array_agg(item_id ORDER BY rank)
+                          FROM recommend(a.user_id, 10, 'asof_dec', true, a.at))), 5::bigint,
+          'events inserted after t do not change the answer as of t');
+SELECT is((SELECT count(*) FROM (SELECT r.user_id, array_agg(r.item_id ORDER BY r.rank) AS ids
+                                 FROM asof_at a, recommend_batch(ARRAY[a.user_id], 10, 'asof_dec', true, a.at) r
+                                 GROUP BY r.user_id) x JOIN asof_before b USING (user_id)
+           WHERE x.ids = b.ids), 5::bigint, 'nor the answer of recommend_batch as of t');
+SELECT isnt((SELECT array_agg(item_id ORDER BY rank) FROM recommend(6, 10, 'asof_dec')),
+            (SELECT ids FROM asof_before WHERE user_id = 6),
+            'as of now, the later events count');
+SELECT lives_ok($$SELECT pgformer_bind('asof_dec', 'events',
+    'SELECT item_id, ts FROM asof_events WHERE user_id = $1 AND ts <= $2 ORDER BY ts DESC')$$,
+    'an events query may take the as-of time as $2');
+SELECT is((SELECT count(*) FROM asof_before b JOIN asof_at a USING (user_id)
+           WHERE b.ids = (SELECT array_agg(item_id ORDER BY rank)
+                          FROM recommend(a.user_id, 10, 'asof_dec', true, a.at))), 5::bigint,
+          'and answers the same');
+SELECT is(pg_temp.error_of($$SELECT * FROM recommend(1, 10, 'asof_dec', true, 'infinity')$$),
+          '22023: at must be a finite time', 'an infinite as-of time is refused');
 
 SELECT * FROM finish();
 ROLLBACK;

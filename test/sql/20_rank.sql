@@ -6,7 +6,7 @@
 \ir helpers.psql
 \set rows_csv :fixtures '/hiformer_rows.csv'
 BEGIN;
-SELECT plan(39);
+SELECT plan(40);
 
 CREATE TABLE hif_rows (model text, request int, candidate int, features jsonb, probabilities real[]);
 COPY hif_rows FROM :'rows_csv' WITH (FORMAT csv, HEADER true);
@@ -130,6 +130,20 @@ SELECT is(pg_temp.error_of($$SELECT pgformer_bind('hif_full', 'item_features',
           'item rows must say which candidate they describe');
 SELECT is(pg_temp.error_of($$SELECT * FROM rank_items('hif_lowrank', 1, ARRAY[1]::bigint[])$$),
           '42704: model "hif_lowrank" has no binding for role "user_features"', 'an unbound model says what to bind');
+
+-- feature queries may take the as-of time: $2 (users, items) or $1 (context)
+CREATE TEMP TABLE before_asof AS
+    SELECT item_id, score FROM rank_items('hif_full', 1, ARRAY[5, 17, 3, 400]::bigint[]);
+SELECT pgformer_bind('hif_full', 'user_features',
+    'SELECT u_cat, u_dense, u_cat2, u_dense2 FROM hif_users WHERE user_id = $1 AND $2 <= now()') AS b \gset
+SELECT pgformer_bind('hif_full', 'item_features',
+    'SELECT item_id, i_cat, i_genres, i_dense, i_dense2 FROM hif_items
+     WHERE item_id = ANY ($1) AND $2 <= now()') AS b \gset
+SELECT pgformer_bind('hif_full', 'context_features',
+    'SELECT 3 AS c_cat, 0.5 AS c_dense WHERE $1 <= now()') AS b \gset
+SELECT results_eq($$SELECT item_id, score FROM rank_items('hif_full', 1, ARRAY[5, 17, 3, 400]::bigint[]) ORDER BY item_id$$,
+                  $$SELECT item_id, score FROM before_asof ORDER BY item_id$$,
+                  'rank_items passes the as-of time to every feature query');
 
 -- a long request stops at statement_timeout
 SET LOCAL statement_timeout = '50ms';
