@@ -37,6 +37,10 @@
 #include <utime.h>
 
 #include "access/xact.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "common/file_perm.h"
 #include "miscadmin.h"
@@ -99,6 +103,10 @@ typedef struct DroppedFile
 } DroppedFile;
 static List *dropped_files = NIL;
 
+/* Databases whose files go at commit (DROP DATABASE, DROP EXTENSION pgformer). */
+static List *dropped_databases = NIL;
+static object_access_hook_type prev_object_access_hook = NULL;
+
 /* The temporary file this backend is writing, removed if it exits. */
 static char writing_path[MAXPGPATH];
 
@@ -117,6 +125,7 @@ catalog_changed(Datum arg, Oid relid)
 
 static void unmap(PgfMapped *m);
 static void remove_cache_files(int64 model_id, const char *cache_key);
+static void remove_database_files(Oid dboid);
 
 static void
 remove_dropped_files(void)
@@ -129,7 +138,69 @@ remove_dropped_files(void)
 
 		remove_cache_files(d->model_id, d->cache_key);
 	}
-	dropped_files = NIL;		/* the list lives in the transaction's memory */
+	foreach(lc, dropped_databases)
+		remove_database_files(lfirst_oid(lc));
+	/* the lists live in the transaction's memory */
+	dropped_files = NIL;
+	dropped_databases = NIL;
+}
+
+/* Removes every cache file of database dboid (it, or its extension, is gone). */
+static void
+remove_database_files(Oid dboid)
+{
+	DIR		   *dir = AllocateDir(CACHE_DIR);
+	struct dirent *de;
+	char		prefix[32];
+
+	if (dir == NULL)
+		return;
+	snprintf(prefix, sizeof(prefix), "%u_", dboid);
+	while ((de = ReadDir(dir, CACHE_DIR)) != NULL)
+	{
+		char		path[MAXPGPATH];
+		long long	model_id;
+		char		key[33];
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		snprintf(path, sizeof(path), CACHE_DIR "/%s", de->d_name);
+		unlink(path);
+		if (sscanf(de->d_name + strlen(prefix), "%lld_%32[0-9a-f]", &model_id, key) == 2)
+			pgformer_registry_forget(dboid, model_id, key);
+	}
+	FreeDir(dir);
+}
+
+/*
+ * DROP EXTENSION pgformer and DROP DATABASE: the files of that database go
+ * when the drop commits (mapped copies stay valid until unmapped).
+ */
+static void
+object_dropped(ObjectAccessType access, Oid class_id, Oid object_id, int sub_id, void *arg)
+{
+	Oid			dboid = InvalidOid;
+
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, class_id, object_id, sub_id, arg);
+	if (access != OAT_DROP)
+		return;
+	if (class_id == DatabaseRelationId)
+		dboid = object_id;
+	else if (class_id == ExtensionRelationId)
+	{
+		char	   *name = get_extension_name(object_id);
+
+		if (name && strcmp(name, "pgformer") == 0)
+			dboid = MyDatabaseId;
+	}
+	if (OidIsValid(dboid))
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		dropped_databases = lappend_oid(dropped_databases, dboid);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 void
@@ -171,6 +242,7 @@ transaction_ended(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			dropped_files = NIL;
+			dropped_databases = NIL;
 			break;
 		default:
 			return;
@@ -212,6 +284,8 @@ pgformer_cache_init(void)
 	CacheRegisterRelcacheCallback(catalog_changed, (Datum) 0);
 	RegisterXactCallback(transaction_ended, NULL);
 	before_shmem_exit(remove_writing_file, (Datum) 0);
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = object_dropped;
 }
 
 /* ---- cache files -------------------------------------------------------------- */

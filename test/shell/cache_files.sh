@@ -49,10 +49,13 @@ with open(path, "r+b") as f:
 PY
 }
 
-# The .pgf cache files of database $1's model $2 (by catalog id).
-files_of() { ls "$cache" 2>/dev/null | grep -E "^$1_$2_[0-9a-f]{32}\.pgf$"; }
+# The names in the cache folder, one per line.
+names() { find "$cache" -maxdepth 1 -type f -printf '%f\n' 2>/dev/null; }
 
-echo "1..20"
+# The .pgf cache files of database $1's model $2 (by catalog id).
+files_of() { names | grep -E "^$1_$2_[0-9a-f]{32}\.pgf$"; }
+
+echo "1..22"
 q -c "CREATE DATABASE cf" >/dev/null
 db=$(q -c "SELECT oid FROM pg_database WHERE datname = 'cf'")
 q -d cf >/dev/null <<SQL
@@ -111,7 +114,10 @@ with open(sys.argv[2], "wb") as f:
             + b"\0" * pad + blob[model.data_offset:])
 PY
 chmod 644 "$dir/variant.pgf"
-q -d cf -c "DROP EXTENSION pgformer" -c "CREATE EXTENSION pgformer" >/dev/null
+q -d cf -c "DROP EXTENSION pgformer" >/dev/null
+! names | grep -qE "^${db}_"
+ok $? "DROP EXTENSION removes the database's cache files when it commits"
+q -d cf -c "CREATE EXTENSION pgformer" >/dev/null
 q -d cf -c "SELECT pgformer_load('m', '$dir/variant.pgf')" >/dev/null
 [ "$(q -d cf -c "SELECT id FROM pgformer_model WHERE name = 'm'")" = "$id" ]
 ok $? "the recreated extension gives the new model the old id"
@@ -134,8 +140,10 @@ q -d cf_gone -c "CREATE EXTENSION pgformer" -c "SELECT pgformer_load('g', '$FIXT
 [ -n "$(files_of "$gone" 1)" ]
 ok $? "a second database has its own cache file"
 q -c "DROP DATABASE cf_gone" >/dev/null
+[ -z "$(files_of "$gone" 1)" ]
+ok $? "DROP DATABASE removes its cache files"
 q -d cf -c "SELECT pgformer_encode('m', '{1}') IS NOT NULL" >/dev/null
-left=$(ls "$cache" | grep -cE "^(tmp\.999999\.|${db}_424242_|4000000000_|${db}_77_|${gone}_)")
+left=$(names | grep -cE "^(tmp\.999999\.|${db}_424242_|4000000000_|${db}_77_|${gone}_)")
 [ "$left" = 0 ]
 ok $? "a new session removes temporary files of dead backends, files of unknown versions, of dropped databases, and stray sidecars"
 
@@ -148,7 +156,7 @@ SELECT count(*) FROM pgformer_models;
 \! psql -qAtX -d cf -c "SELECT pgformer_drop('late')"
 SELECT pgformer_encode('late', '{1,2}') IS NOT NULL;
 COMMIT;
-\! ls $cache | grep -qE "^${db}_${late}_" && touch $dir/late.seen
+\! find $cache -name "${db}_${late}_*.pgf" | grep -q . && touch $dir/late.seen
 SELECT pgformer_encode('m', '{1}') IS NOT NULL;
 SQL
 [ -f "$dir/late.seen" ]
@@ -181,7 +189,7 @@ q -c "ALTER SYSTEM RESET pgformer.cache_size" -c "SELECT pg_reload_conf()" >/dev
 
 # the folder starts empty with the server
 restart >/dev/null
-[ -z "$(ls "$cache")" ]
+[ -z "$(names)" ]
 ok $? "a restarted server starts with an empty cache folder"
 [ "$(q -d cf -c "SELECT pgformer_encode('m', '{1,2,3}') = '$expected' AND pgformer_verify('m')")" = t ]
 ok $? "and makes the files again on first use"
