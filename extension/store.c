@@ -525,6 +525,20 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	return version;
 }
 
+/* Errors unless a stat call (its result rc) found a regular file. */
+static void
+require_regular_file(int rc, const struct stat *st, const char *path, const char *verb)
+{
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not %s model file \"%s\": %m", verb, path)));
+	if (!S_ISREG(st->st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a regular file", path)));
+}
+
 PG_FUNCTION_INFO_V1(pgformer_load_path);
 Datum
 pgformer_load_path(PG_FUNCTION_ARGS)
@@ -550,27 +564,13 @@ pgformer_load_path(PG_FUNCTION_ARGS)
 	 * the open, and the open itself does not block, in case the path was
 	 * swapped in between; the descriptor is checked again.
 	 */
-	if (stat(path, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open model file \"%s\": %m", path)));
-	if (!S_ISREG(st.st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a regular file", path)));
+	require_regular_file(stat(path, &st), &st, path, "open");
 	fd = OpenTransientFile(path, O_RDONLY | O_NONBLOCK | PG_BINARY);
 	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open model file \"%s\": %m", path)));
-	if (fstat(fd, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not stat model file \"%s\": %m", path)));
-	if (!S_ISREG(st.st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a regular file", path)));
+	require_regular_file(fstat(fd, &st), &st, path, "stat");
 	if (st.st_size < PGF_PREAMBLE_LEN)
 	{
 		char		err[256];

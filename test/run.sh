@@ -67,6 +67,21 @@ run_unit() {
 	done
 }
 
+# Runs every .sh file of a folder (each prints TAP), counting its TAP.
+run_scripts() {
+	local folder=$1 t out
+	for t in "$folder"/*.sh; do
+		out=$log_dir/$(basename "$folder")-$(basename "$t" .sh).tap
+		"$t" >"$out" 2>&1
+		if count_tap "$out" $?; then
+			echo "ok   $t ($(grep -cE '^ok ' "$out") tests)"
+		else
+			echo "FAIL $t"
+			grep -E '^not ok|^#|^Bail out' "$out" | head -20
+		fi
+	done
+}
+
 if [ "$mode" = unit ]; then
 	note "unit tests"
 	run_unit
@@ -81,16 +96,7 @@ export OPENBLAS_NUM_THREADS=1
 
 # The installer and the shell scripts themselves; TAP, no server.
 note "setup"
-for t in test/setup/*.sh; do
-	out=$log_dir/setup-$(basename "$t" .sh).tap
-	"$t" >"$out" 2>&1
-	if count_tap "$out" $?; then
-		echo "ok   $t ($(grep -cE '^ok ' "$out") tests)"
-	else
-		echo "FAIL $t"
-		grep -E '^not ok|^#|^Bail out' "$out" | head -20
-	fi
-done
+run_scripts test/setup
 
 note "build"
 if ! make -j2 >"$log_dir/build.log" 2>&1; then
@@ -161,16 +167,7 @@ note "pgTAP, pgformer preloaded"
 if start_cluster; then
 	started=$(psql -qAtX -c "SELECT pg_postmaster_start_time()")
 	run_pgtap test/sql pgformer_test
-	for t in test/shell/*.sh; do
-		out=$log_dir/shell-$(basename "$t" .sh).tap
-		FIXTURES="$cluster/fixtures" "$t" >"$out" 2>&1
-		if count_tap "$out" $?; then
-			echo "ok   $t ($(grep -cE '^ok ' "$out") tests)"
-		else
-			echo "FAIL $t"
-			grep -E '^not ok|^#' "$out" | head -20
-		fi
-	done
+	FIXTURES="$cluster/fixtures" run_scripts test/shell
 	now=$(psql -qAtX -c "SELECT pg_postmaster_start_time()" 2>/dev/null)
 	crashes=$(grep -cE 'terminated by signal|was terminated|PANIC|server process .* exited with exit code [^0]' "$cluster/log")
 	if [ "$started" = "$now" ] && [ "$crashes" -eq 0 ]; then
