@@ -46,6 +46,12 @@ override with_llvm = no
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Every object is rebuilt when a header it includes changes: the compiler
+# writes the list beside the object (foo.d), and make reads it back.
+$(OBJS): override CFLAGS += -MMD -MP
+-include $(OBJS:.o=.d)
+EXTRA_CLEAN += $(OBJS:.o=.d)
+
 # Kernels and models are plain C11 (declarations anywhere) built for speed.
 ARCH_FLAGS ?= -march=native
 $(CORE_OBJS): override CFLAGS += -O3 $(ARCH_FLAGS) -Wno-declaration-after-statement
