@@ -38,4 +38,4 @@ CREATE FUNCTION pgformer_rerank() RETURNS trigger
     AS 'MODULE_PATHNAME', 'pgformer_rerank'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION pgformer_rerank() IS
-    'AFTER INSERT/UPDATE FOR EACH ROW trigger (model, target_table [, k [, user_column]]): rewrites the user''s top k in target_table (user_id, item_id, score, rank)';
+    'AFTER INSERT/UPDATE trigger (model, target_table [, k [, user_column]]): rewrites the users'' top k in target_table (user_id, item_id, score, rank); FOR EACH ROW, or FOR EACH STATEMENT with REFERENCING NEW TABLE (each user once, one packed pass)';

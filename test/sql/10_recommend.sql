@@ -7,7 +7,7 @@
 \set events_csv :fixtures '/fintrec_events.csv'
 \set expected_csv :fixtures '/fintrec_expected.csv'
 BEGIN;
-SELECT plan(52);
+SELECT plan(57);
 
 CREATE TABLE fin_events (model text, user_id bigint, item_id bigint, ts bigint,
                          event_type int, channel int);
@@ -178,6 +178,35 @@ CREATE TRIGGER rerank_bad AFTER INSERT ON fin_users
 SELECT is(pg_temp.error_of($$INSERT INTO fin_users VALUES (5)$$),
           '42703: table "fin_users" has no column "user_id" holding the user id',
           'a trigger on a table without the user column says so');
+
+-- a statement-level trigger re-ranks each user of the statement once, in one pass
+CREATE TABLE bulk_events (user_id bigint, item_id bigint, ts timestamptz DEFAULT now());
+CREATE TABLE bulk_recs (user_id bigint, item_id bigint, score real, rank int);
+SELECT pgformer_bind('random_sasrec', 'events',
+    'SELECT item_id, ts FROM bulk_events WHERE user_id = $1 ORDER BY ts DESC LIMIT 50') AS b \gset
+CREATE TRIGGER bulk_rerank AFTER INSERT ON bulk_events REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION pgformer_rerank('random_sasrec', 'bulk_recs', 5);
+INSERT INTO bulk_recs VALUES (3, 1, 0, 1), (999, 1, 0, 1);
+INSERT INTO bulk_events (user_id, item_id)
+    SELECT CASE WHEN g % 41 = 0 THEN NULL ELSE g % 40 END, e.item_id
+    FROM generate_series(1, 2000) g
+    JOIN (SELECT row_number() OVER () AS r, item_id FROM fin_events WHERE model = 'random_sasrec') e
+      ON e.r = 1 + g % 500;
+SELECT is((SELECT count(DISTINCT user_id) FROM bulk_recs WHERE user_id <> 999), 40::bigint,
+          'a 2,000-row INSERT re-ranks each of its 40 users (null users skipped)');
+SELECT is((SELECT count(*) FROM bulk_recs b WHERE b.user_id <> 999 AND (b.item_id, b.rank) NOT IN
+             (SELECT item_id, rank FROM recommend(b.user_id, 5, 'random_sasrec'))), 0::bigint,
+          'with the same top 5 that recommend gives');
+SELECT is((SELECT count(*) FROM bulk_recs WHERE user_id = 3), 5::bigint,
+          'a user''s old rows are replaced, not added to');
+SELECT is((SELECT count(*) FROM bulk_recs WHERE user_id = 999), 1::bigint,
+          'users the statement did not touch keep their rows');
+CREATE TRIGGER bulk_bad AFTER INSERT ON bulk_events
+    FOR EACH STATEMENT EXECUTE FUNCTION pgformer_rerank('random_sasrec', 'bulk_recs', 5);
+SELECT is(pg_temp.error_of($$INSERT INTO bulk_events VALUES (1, 1)$$),
+          '39P01: a FOR EACH STATEMENT pgformer_rerank trigger needs the new rows',
+          'a statement-level trigger without a transition table says what to add');
+DROP TRIGGER bulk_bad ON bulk_events;
 
 -- a long batch stops at statement_timeout
 SET LOCAL statement_timeout = '100ms';
