@@ -53,6 +53,7 @@
 #include "utils/timestamp.h"
 
 #include "extension/pgformer.h"
+#include "extension/progress.h"
 #include "extension/registry.h"
 #include "extension/store.h"
 
@@ -249,6 +250,7 @@ transaction_ended(XactEvent event, void *arg)
 	}
 	pgformer_arenas_reset();
 	pgformer_bindings_reset();
+	pgformer_progress_reset();
 	if (mapped_in_transaction)
 	{
 		catalog_generation++;

@@ -14,6 +14,7 @@
 #include "utils/timestamp.h"
 
 #include "extension/pgformer.h"
+#include "extension/progress.h"
 #include "extension/registry.h"
 
 PG_MODULE_MAGIC;
@@ -229,6 +230,7 @@ _PG_init(void)
 
 	RegisterSubXactCallback(subtransaction_ended, NULL);
 	pgformer_registry_init();
+	pgformer_progress_init();
 	pgformer_cache_init();
 	pgformer_recommend_init();
 	pgformer_rank_init();

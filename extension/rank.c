@@ -36,6 +36,7 @@
 
 #include "extension/binding.h"
 #include "extension/pgformer.h"
+#include "extension/progress.h"
 #include "extension/rank.h"
 #include "models/hiformer.h"
 
@@ -727,10 +728,13 @@ pgformer_score_many(PG_FUNCTION_ARGS)
 					  &rows, &nulls, &n);
 	out = palloc(sizeof(Datum) * Max(n, 1));
 	out_nulls = palloc(sizeof(bool) * Max(n, 1));
+	pgformer_progress_start("score_batch", m->name, n);
 	for (int i = 0; i < n; i++)
 	{
 		MemoryContext old;
 
+		if ((i & 255) == 0)
+			pgformer_progress_update(i);
 		out_nulls[i] = nulls[i];
 		if (nulls[i])
 			continue;
@@ -740,6 +744,7 @@ pgformer_score_many(PG_FUNCTION_ARGS)
 		MemoryContextReset(row_context);
 		CHECK_FOR_INTERRUPTS();
 	}
+	pgformer_progress_end();
 	dims[0] = n;
 	pgformer_release(m, pgformer_elapsed_us(start));
 	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, out_nulls, n > 0 ? 1 : 0, dims, lbs,

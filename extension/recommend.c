@@ -37,6 +37,7 @@
 
 #include "extension/binding.h"
 #include "extension/pgformer.h"
+#include "extension/progress.h"
 #include "extension/rank.h"
 #include "models/fintrec.h"
 
@@ -554,6 +555,7 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	events = pgformer_binding_open(m, "events", true);
+	pgformer_progress_start("recommend_batch", m->name, n_users);
 	for (int first = 0; first < n_users; first += BATCH_USERS)
 	{
 		int			count = Min(BATCH_USERS, n_users - first);
@@ -592,9 +594,11 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 			unknown_total += unknown[u];
 		}
 		pgformer_note_unknown(m, unknown_total);
+		pgformer_progress_update(first + count);
 		MemoryContextSwitchTo(spi);
 		MemoryContextReset(chunk_context);
 	}
+	pgformer_progress_end();
 	pgformer_binding_close(events);
 	SPI_finish();
 	pgformer_release(m, pgformer_elapsed_us(start));

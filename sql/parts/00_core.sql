@@ -90,6 +90,18 @@ CREATE FUNCTION pgformer_cache_status(
 CREATE VIEW pgformer_cache AS SELECT * FROM pgformer_cache_status();
 GRANT SELECT ON pgformer_cache TO PUBLIC;
 
+CREATE FUNCTION pgformer_progress_status(
+    OUT pid int, OUT function text, OUT model text, OUT done bigint, OUT total bigint,
+    OUT started timestamptz)
+    RETURNS SETOF record
+    AS 'MODULE_PATHNAME', 'pgformer_progress_status'
+    LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+-- Long calls in flight in every backend (recommend_batch: users,
+-- score_batch: rows), with how many units are done; needs the preload.
+CREATE VIEW pgformer_progress AS SELECT * FROM pgformer_progress_status();
+GRANT SELECT ON pgformer_progress TO PUBLIC;
+
 CREATE FUNCTION pgformer_inspect(name text, version int DEFAULT NULL,
     OUT tensor text, OUT shape bigint[], OUT dtype text, OUT bytes bigint)
     RETURNS SETOF record

@@ -1,0 +1,67 @@
+-- How far a long call is, seen from another session: pgformer_progress
+-- shows a recommend_batch running in another backend (function, model,
+-- done of total users, start), advancing; the row goes when the call ends,
+-- cancelled or finished.  Runs outside a transaction: the other session
+-- must see the model.
+\ir helpers.psql
+SELECT plan(8);
+
+SELECT pgformer_load('pr_rec', :'fixtures' || '/random_sasrec.pgf') AS v \gset
+CREATE TABLE pr_events (user_id bigint, item_id bigint, ts timestamptz);
+INSERT INTO pr_events SELECT g, g % 300, now() FROM generate_series(1, 1000) g;
+-- about a millisecond a user, so that the batch is still running when looked at
+CREATE FUNCTION pr_slow() RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep(0.001) IS NULL OR true';
+SELECT pgformer_bind('pr_rec', 'events',
+    'SELECT item_id, ts FROM pr_events WHERE user_id = $1 AND (SELECT pr_slow())') AS b \gset
+
+SELECT is((SELECT count(*) FROM pgformer_progress WHERE model = 'pr_rec'), 0::bigint,
+          'nothing runs yet');
+SELECT dblink_connect('busy', pg_temp.self_conninfo()) AS c \gset
+SELECT pid AS busy_pid FROM dblink('busy', 'SELECT pg_backend_pid()') AS t(pid int) \gset
+SELECT dblink_send_query('busy', $$SELECT count(*) FROM recommend_batch(
+    ARRAY(SELECT generate_series(1, 100000))::bigint[], 5, 'pr_rec')$$) AS sent \gset
+DO $$BEGIN
+    FOR i IN 1..400 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pgformer_progress WHERE model = 'pr_rec' AND done > 0);
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END$$;
+CREATE TEMP TABLE first_look AS SELECT * FROM pgformer_progress WHERE model = 'pr_rec';
+SELECT results_eq($$SELECT pid, function, model, total FROM first_look$$,
+                  format($$VALUES (%s, 'recommend_batch', 'pr_rec', 100000::bigint)$$, :busy_pid),
+                  'the other backend''s recommend_batch is listed with its model and 100,000 users');
+SELECT ok((SELECT done > 0 AND done < total FROM first_look), 'part of it is done');
+SELECT ok((SELECT started <= now() AND started > now() - interval '1 minute' FROM first_look),
+          'with the time it started');
+DO $$BEGIN
+    FOR i IN 1..400 LOOP
+        EXIT WHEN (SELECT done FROM pgformer_progress WHERE model = 'pr_rec') >
+                  (SELECT done FROM first_look);
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END$$;
+SELECT ok((SELECT p.done > f.done FROM pgformer_progress p, first_look f WHERE p.model = 'pr_rec'),
+          'and the count advances');
+
+SELECT dblink_cancel_query('busy') AS cancelled \gset
+SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
+SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
+DO $$BEGIN
+    FOR i IN 1..400 LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pgformer_progress WHERE model = 'pr_rec');
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END$$;
+SELECT is((SELECT count(*) FROM pgformer_progress WHERE model = 'pr_rec'), 0::bigint,
+          'a cancelled call leaves no row');
+SELECT is((SELECT count(*) FROM dblink('busy', $$SELECT count(*) FROM recommend_batch(
+               ARRAY[1, 2, 3]::bigint[], 5, 'pr_rec')$$) AS t(n bigint)), 1::bigint,
+          'the other session goes on');
+SELECT is((SELECT count(*) FROM pgformer_progress WHERE model = 'pr_rec'), 0::bigint,
+          'a finished call leaves no row either');
+
+SELECT dblink_disconnect('busy') AS d \gset
+SELECT pgformer_drop('pr_rec') AS d \gset
+DROP TABLE pr_events;
+DROP FUNCTION pr_slow();
+SELECT * FROM finish();
