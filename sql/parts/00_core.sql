@@ -136,3 +136,10 @@ CREATE FUNCTION pgformer_encode(model text, tokens int[]) RETURNS real[]
     LANGUAGE C STRICT STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION pgformer_encode(text, int[]) IS
     'runs a block_stack model over tokens; returns the last hidden state';
+
+-- Row counts and costs from constant arguments (k, array lengths) for the
+-- model calls that return sets; see the SUPPORT clauses of recommend,
+-- recommend_from, recommend_batch and rank_items.
+CREATE FUNCTION pgformer_rows_support(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'pgformer_rows_support'
+    LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;

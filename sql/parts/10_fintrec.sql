@@ -11,7 +11,8 @@ CREATE FUNCTION recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT N
                           OUT item_id bigint, OUT score real, OUT rank int)
     RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'pgformer_recommend'
-    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE ROWS 10;
+    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE ROWS 10
+    SUPPORT pgformer_rows_support;
 COMMENT ON FUNCTION recommend(bigint, int, text, boolean, timestamptz, text, int, jsonb) IS
     'the top k items for a user from their bound events (a null or unknown user gets a cold-start answer); at: the request time, default now(); rerank: a Hiformer ranker that re-ranks the top `candidates` (context: its context features)';
 
@@ -20,7 +21,8 @@ CREATE FUNCTION recommend_from(model text, item_ids bigint[], ts timestamptz[] D
                                OUT item_id bigint, OUT score real, OUT rank int)
     RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'pgformer_recommend_from'
-    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE ROWS 10;
+    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE ROWS 10
+    SUPPORT pgformer_rows_support;
 COMMENT ON FUNCTION recommend_from(text, bigint[], timestamptz[], int, boolean) IS
     'the top k items after an ad-hoc sequence of items, oldest first (or ordered by ts)';
 
@@ -30,7 +32,8 @@ CREATE FUNCTION recommend_batch(user_ids bigint[], k int DEFAULT 10, model text 
                                 OUT rank int)
     RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'pgformer_recommend_batch'
-    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE ROWS 1000;
+    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE ROWS 1000
+    SUPPORT pgformer_rows_support;
 COMMENT ON FUNCTION recommend_batch(bigint[], int, text, boolean, timestamptz) IS
     'the top k items for many users, their sequences packed into one batched pass';
 

@@ -9,7 +9,8 @@ CREATE FUNCTION rank_items(model text, user_id bigint, item_ids bigint[],
                            OUT item_id bigint, OUT score real, OUT rank int)
     RETURNS SETOF record
     AS 'MODULE_PATHNAME', 'pgformer_rank_items'
-    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE ROWS 100;
+    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE ROWS 100
+    SUPPORT pgformer_rows_support;
 COMMENT ON FUNCTION rank_items(text, bigint, bigint[], jsonb, text) IS
     'scores candidate items for a user with a Hiformer ranker, best first; context: feature values overriding the context binding; task: which head (default the first)';
 

@@ -7,7 +7,7 @@
 \set events_csv :fixtures '/fintrec_events.csv'
 \set expected_csv :fixtures '/fintrec_expected.csv'
 BEGIN;
-SELECT plan(57);
+SELECT plan(62);
 
 CREATE TABLE fin_events (model text, user_id bigint, item_id bigint, ts bigint,
                          event_type int, channel int);
@@ -87,6 +87,22 @@ SELECT is((SELECT count(*) FROM fin_users u CROSS JOIN LATERAL recommend(u.id, 5
           300::bigint, 'the LATERAL batch returns 5 rows for each of 60 users');
 RESET parallel_setup_cost; RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size; RESET max_parallel_workers_per_gather;
+
+-- the planner knows the row counts of constant arguments, and the work
+SELECT matches(pg_temp.plan_of($$SELECT * FROM recommend(1, 7, 'random_decoder')$$),
+               'Function Scan on recommend .*rows=7 ', 'EXPLAIN expects k rows from recommend');
+SELECT matches(pg_temp.plan_of($$SELECT * FROM recommend_batch(ARRAY[1, 2, 3]::bigint[], 4, 'random_decoder')$$),
+               'rows=12 ', 'and users x k rows from recommend_batch');
+SELECT matches(pg_temp.plan_of($$SELECT * FROM recommend_from('random_sasrec', ARRAY[1, 2]::bigint[], k => 3)$$),
+               'rows=3 ', 'and k rows from recommend_from');
+SELECT ok((SELECT substring(pg_temp.plan_of($$SELECT * FROM recommend_batch(
+               ARRAY(SELECT 1)::bigint[], 4, 'random_decoder')$$) FROM 'rows=(\d+)')::int = 1000),
+          'an array that is not a constant keeps the declared estimate');
+SELECT ok((SELECT substring(pg_temp.plan_of($$SELECT * FROM recommend_batch(
+               ARRAY[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]::bigint[], 4, 'random_decoder')$$) FROM 'cost=([0-9]+[.][0-9]+)')::float8
+           > 5 * (SELECT substring(pg_temp.plan_of($$SELECT * FROM recommend(1, 4, 'random_decoder')$$)
+                  FROM 'cost=([0-9]+[.][0-9]+)')::float8)),
+          'a batch of ten users costs about ten single calls');
 
 -- cold start: a null or unknown user gets the answer of an empty history
 SELECT results_eq($$SELECT item_id FROM recommend(NULL, 5, 'random_decoder') ORDER BY rank$$,
