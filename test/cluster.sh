@@ -3,6 +3,7 @@
 #
 #   test/cluster.sh start DIR [--no-preload]   initdb + start in DIR
 #   test/cluster.sh stop DIR                   stop it (DIR is kept)
+#   test/cluster.sh restart DIR                restart it (after a configuration change)
 #
 # Data lives in DIR/data, the socket in DIR (no TCP port, so no clash with
 # another server), the log in DIR/log.  Clients source DIR/env.  As root the
@@ -44,8 +45,12 @@ stop)
 	dir=$(cd "$dir" && pwd)
 	as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
 	;;
+restart)
+	dir=$(cd "$dir" && pwd)
+	as_owner env OPENBLAS_NUM_THREADS=1 "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -m fast -w restart >/dev/null
+	;;
 *)
-	echo "usage: $0 start|stop DIR [--no-preload]" >&2
+	echo "usage: $0 start|stop|restart DIR [--no-preload]" >&2
 	exit 2
 	;;
 esac

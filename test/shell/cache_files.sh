@@ -24,17 +24,6 @@ fi
 cache=$dir/data/pgformer
 trap 'test/cluster.sh stop "$dir" >/dev/null 2>&1; rm -rf "$dir"' EXIT
 
-# Restarts the cluster's server (as its owner).
-restart() {
-	local bindir
-	bindir=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
-	if [ "$(id -u)" -eq 0 ]; then
-		(cd /tmp && runuser -u postgres -- env OPENBLAS_NUM_THREADS=1 "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w restart)
-	else
-		OPENBLAS_NUM_THREADS=1 "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w restart
-	fi
-}
-
 # One byte of a file flipped in place (as the server's OS user could).
 flip_byte() {
 	chmod u+w "$1"
@@ -188,7 +177,7 @@ ok $? "once its writer is gone, the next tidy-up removes it"
 q -c "ALTER SYSTEM RESET pgformer.cache_size" -c "SELECT pg_reload_conf()" >/dev/null
 
 # the folder starts empty with the server
-restart >/dev/null
+test/cluster.sh restart "$dir"
 [ -z "$(names)" ]
 ok $? "a restarted server starts with an empty cache folder"
 [ "$(q -d cf -c "SELECT pgformer_encode('m', '{1,2,3}') = '$expected' AND pgformer_verify('m')")" = t ]
