@@ -16,6 +16,7 @@
 #include "extension/pgformer.h"
 #include "extension/progress.h"
 #include "extension/registry.h"
+#include "extension/rerank.h"
 
 PG_MODULE_MAGIC;
 
@@ -231,6 +232,7 @@ _PG_init(void)
 	RegisterSubXactCallback(subtransaction_ended, NULL);
 	pgformer_registry_init();
 	pgformer_progress_init();
+	pgformer_rerank_worker_init();
 	pgformer_cache_init();
 	pgformer_recommend_init();
 	pgformer_rank_init();

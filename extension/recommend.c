@@ -39,6 +39,7 @@
 #include "extension/pgformer.h"
 #include "extension/progress.h"
 #include "extension/rank.h"
+#include "extension/rerank.h"
 #include "models/fintrec.h"
 
 #define BATCH_USERS 128
@@ -680,26 +681,25 @@ user_attribute(TriggerData *trigger, const RerankTrigger *t, Oid *type)
 	return column;
 }
 
-/* Replaces the target rows of users[n] with a fresh top k (inside SPI). */
-static void
-rewrite_target(const RerankTrigger *t, Datum *users, int n)
+void
+pgformer_rerank_rewrite(const char *model, const char *target, int k, Datum *users, int n)
 {
 	Oid			types[3] = {INT8ARRAYOID, INT4OID, TEXTOID};
 	Datum		values[3];
 
 	values[0] = PointerGetDatum(construct_array_builtin(users, n, INT8OID));
-	values[1] = Int32GetDatum(t->k);
-	values[2] = CStringGetTextDatum(t->model);
+	values[1] = Int32GetDatum(k);
+	values[2] = CStringGetTextDatum(model);
 	if (SPI_execute_with_args(psprintf("DELETE FROM %s WHERE user_id OPERATOR(pg_catalog.=) ANY ($1)",
-									   t->target),
+									   target),
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "pgformer_rerank: could not delete the old rows of %s", t->target);
+		elog(ERROR, "pgformer_rerank: could not delete the old rows of %s", target);
 	if (SPI_execute_with_args(psprintf("INSERT INTO %s (user_id, item_id, score, rank) "
 									   "SELECT user_id, item_id, score, rank "
 									   "FROM %s.recommend_batch($1, $2, $3)",
-									   t->target, pgformer_schema_quoted()),
+									   target, pgformer_schema_quoted()),
 							  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "pgformer_rerank: could not insert into %s", t->target);
+		elog(ERROR, "pgformer_rerank: could not insert into %s", target);
 }
 
 /* The distinct users of the statement's transition table. */
@@ -749,24 +749,24 @@ transition_users(TriggerData *trigger, int column, Oid type, int *n)
 	return users;
 }
 
-PG_FUNCTION_INFO_V1(pgformer_rerank);
-Datum
-pgformer_rerank(PG_FUNCTION_ARGS)
+/*
+ * The users a firing of pgformer_rerank or pgformer_rerank_async is about
+ * (none: NULL), with the trigger's arguments.
+ */
+static Datum *
+trigger_users(FunctionCallInfo fcinfo, const char *function, RerankTrigger *t, int *n)
 {
 	TriggerData *trigger = (TriggerData *) fcinfo->context;
-	RerankTrigger t;
 	Oid			type;
 	int			column;
 	Datum	   *users;
-	int			n;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("pgformer_rerank must be called as a trigger")));
-	rerank_arguments(trigger, &t);
-	column = user_attribute(trigger, &t, &type);
-
+				 errmsg("%s must be called as a trigger", function)));
+	rerank_arguments(trigger, t);
+	column = user_attribute(trigger, t, &type);
 	if (TRIGGER_FIRED_FOR_ROW(trigger->tg_event))
 	{
 		HeapTuple	row = TRIGGER_FIRED_BY_UPDATE(trigger->tg_event) ?
@@ -774,25 +774,79 @@ pgformer_rerank(PG_FUNCTION_ARGS)
 		bool		isnull;
 		Datum		user = SPI_getbinval(row, RelationGetDescr(trigger->tg_relation), column, &isnull);
 
+		*n = 0;
 		if (isnull)
-			return PointerGetDatum(NULL);	/* no user, nothing to re-rank */
+			return NULL;		/* no user, nothing to re-rank */
 		users = palloc(sizeof(Datum));
 		users[0] = Int64GetDatum(pgformer_datum_int64(user, type));
-		n = 1;
+		*n = 1;
+		return users;
 	}
-	else
-	{
-		if (trigger->tg_newtable == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-					 errmsg("a FOR EACH STATEMENT pgformer_rerank trigger needs the new rows"),
-					 errhint("Add REFERENCING NEW TABLE AS new_rows to CREATE TRIGGER.")));
-		users = transition_users(trigger, column, type, &n);
-		if (n == 0)
-			return PointerGetDatum(NULL);
-	}
+	if (trigger->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("a FOR EACH STATEMENT %s trigger needs the new rows", function),
+				 errhint("Add REFERENCING NEW TABLE AS new_rows to CREATE TRIGGER.")));
+	users = transition_users(trigger, column, type, n);
+	return *n > 0 ? users : NULL;
+}
+
+PG_FUNCTION_INFO_V1(pgformer_rerank);
+Datum
+pgformer_rerank(PG_FUNCTION_ARGS)
+{
+	RerankTrigger t;
+	int			n;
+	Datum	   *users = trigger_users(fcinfo, "pgformer_rerank", &t, &n);
+
+	if (users == NULL)
+		return PointerGetDatum(NULL);
 	SPI_connect();
-	rewrite_target(&t, users, n);
+	pgformer_rerank_rewrite(t.model, t.target, t.k, users, n);
 	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * pgformer_rerank_async(model, target_table [, k [, user_column]]): the
+ * same, later.  The users go into the queue table in this transaction (a
+ * rollback queues nothing; after commit a crash loses nothing); the
+ * workers re-rank them after commit, as the role that queued them.  The
+ * target table is resolved now, with the caller's search_path.
+ */
+PG_FUNCTION_INFO_V1(pgformer_rerank_async);
+Datum
+pgformer_rerank_async(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigger = (TriggerData *) fcinfo->context;
+	RerankTrigger t;
+	int			n;
+	Datum	   *users = trigger_users(fcinfo, "pgformer_rerank_async", &t, &n);
+	Oid			target;
+	PgfOwnerContext owner;
+	Oid			types[5] = {TEXTOID, OIDOID, INT4OID, OIDOID, INT8ARRAYOID};
+	Datum		values[5];
+
+	if (users == NULL)
+		return PointerGetDatum(NULL);
+	target = RangeVarGetRelid(makeRangeVarFromNameList(
+								  stringToQualifiedNameList(trigger->tg_trigger->tgargs[1])),
+							  NoLock, false);
+	pgformer_become_owner(&owner);
+	values[0] = CStringGetTextDatum(t.model);
+	values[1] = ObjectIdGetDatum(target);
+	values[2] = Int32GetDatum(t.k);
+	values[3] = ObjectIdGetDatum(owner.saved_userid);
+	values[4] = PointerGetDatum(construct_array_builtin(users, n, INT8OID));
+	SPI_connect();
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s.pgformer_rerank_pending "
+									   "(model, target, k, role, user_id) "
+									   "SELECT $1, $2, $3, $4, u FROM pg_catalog.unnest($5) u",
+									   pgformer_schema_quoted()),
+							  5, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pgformer_rerank_async: could not queue the users");
+	SPI_finish();
+	pgformer_restore_user(&owner);
+	pgformer_rerank_note_queued();
 	return PointerGetDatum(NULL);
 }

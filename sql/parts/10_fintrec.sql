@@ -37,6 +37,32 @@ CREATE FUNCTION recommend_batch(user_ids bigint[], k int DEFAULT 10, model text 
 COMMENT ON FUNCTION recommend_batch(bigint[], int, text, boolean, timestamptz) IS
     'the top k items for many users, their sequences packed into one batched pass';
 
+-- Users waiting for an asynchronous re-rank (pgformer_rerank_async), with
+-- the role that queued them and the target table as resolved then.
+CREATE TABLE pgformer_rerank_pending (
+    id        bigserial PRIMARY KEY,
+    model     text NOT NULL,
+    target    oid NOT NULL,
+    k         int NOT NULL,
+    role      oid NOT NULL,
+    user_id   bigint NOT NULL,
+    queued_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+REVOKE ALL ON pgformer_rerank_pending FROM PUBLIC;
+
+CREATE VIEW pgformer_rerank_queue AS
+    SELECT model, target::pg_catalog.regclass AS target_table,
+           pg_catalog.count(DISTINCT user_id) AS users, pg_catalog.count(*) AS entries,
+           pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min(queued_at) AS oldest
+    FROM pgformer_rerank_pending GROUP BY model, target;
+GRANT SELECT ON pgformer_rerank_queue TO PUBLIC;
+
+CREATE FUNCTION pgformer_rerank_async() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'pgformer_rerank_async'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION pgformer_rerank_async() IS
+    'like pgformer_rerank, after commit: queues the users; background workers (pgformer.rerank_workers, in pgformer.rerank_database) re-rank them in packed batches';
+
 CREATE FUNCTION pgformer_rerank() RETURNS trigger
     AS 'MODULE_PATHNAME', 'pgformer_rerank'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
