@@ -14,15 +14,12 @@ rate=${1:-1000}
 seconds=${2:-10}
 bindir=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
 make -s fixtures
-dir=$(mktemp -d /tmp/pgformer-bench.XXXXXX)
-chmod 755 "$dir"
+# shellcheck source=test/own_cluster.sh
+. test/own_cluster.sh
+own_cluster bench
 cp build/fixtures/random_sasrec.pgf "$dir/"
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
-test/cluster.sh start "$dir/cluster" >/dev/null
-trap 'test/cluster.sh stop "$dir/cluster" >/dev/null; rm -rf "$dir"' EXIT
-# shellcheck disable=SC1091  # written by test/cluster.sh at run time
-. "$dir/cluster/env"
-echo "pgformer.rerank_database = 'bench'" >>"$dir/cluster/data/postgresql.conf"
+[ "$(id -u)" -eq 0 ] && chown postgres: "$dir/random_sasrec.pgf"
+echo "pgformer.rerank_database = 'bench'" >>"$dir/data/postgresql.conf"
 psql -qAtX -c "CREATE DATABASE bench" -c "SELECT pg_reload_conf()" >/dev/null
 export PGDATABASE=bench
 psql -qAtX -v ON_ERROR_STOP=1 >/dev/null <<SQL

@@ -12,14 +12,11 @@ rows=${1:-2000}
 users=${2:-200}
 runs=${3:-5}
 make -s fixtures
-dir=$(mktemp -d /tmp/pgformer-bench.XXXXXX)
-chmod 755 "$dir"
+# shellcheck source=test/own_cluster.sh
+. test/own_cluster.sh
+own_cluster bench
 cp build/fixtures/random_sasrec.pgf "$dir/"
-[ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
-test/cluster.sh start "$dir/cluster" >/dev/null
-trap 'test/cluster.sh stop "$dir/cluster" >/dev/null; rm -rf "$dir"' EXIT
-# shellcheck disable=SC1091  # written by test/cluster.sh at run time
-. "$dir/cluster/env"
+[ "$(id -u)" -eq 0 ] && chown postgres: "$dir/random_sasrec.pgf"
 
 psql -qAtX -v ON_ERROR_STOP=1 >/dev/null <<SQL
 CREATE EXTENSION pgformer;

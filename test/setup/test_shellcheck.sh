@@ -28,7 +28,8 @@ echo "1..${#scripts[@]}"
 n=0 failed=0
 for f in "${scripts[@]}"; do
 	n=$((n + 1))
-	if out=$(shellcheck "$f" 2>&1); then
+	# -x: follow the files a script sources (paths from the repository root)
+	if out=$(shellcheck -x "$f" 2>&1); then
 		echo "ok $n - $f"
 	else
 		echo "not ok $n - $f"

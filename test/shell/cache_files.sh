@@ -13,16 +13,10 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=1; fi; }
 q() { psql -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
-dir=$(mktemp -d /tmp/pgformer-cache.XXXXXX)
-chmod 755 "$dir"
-if ! test/cluster.sh start "$dir" >/dev/null; then
-	echo "Bail out! could not start a cluster in $dir"
-	exit 1
-fi
-# shellcheck disable=SC1091  # written by test/cluster.sh
-. "$dir/env"
+# shellcheck source=test/own_cluster.sh
+. test/own_cluster.sh
+own_cluster cache
 cache=$dir/data/pgformer
-trap 'test/cluster.sh stop "$dir" >/dev/null 2>&1; rm -rf "$dir"' EXIT
 
 # One byte of a file flipped in place (as the server's OS user could).
 flip_byte() {

@@ -14,15 +14,9 @@ if [ ! -f "$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pg_cron.so" ]; th
 	echo "Bail out! pg_cron is not installed (Debian package postgresql-15-cron)"
 	exit 1
 fi
-dir=$(mktemp -d /tmp/pgformer-cron.XXXXXX)
-chmod 755 "$dir"
-if ! test/cluster.sh start "$dir" >/dev/null; then
-	echo "Bail out! could not start a cluster in $dir"
-	exit 1
-fi
-trap 'test/cluster.sh stop "$dir" >/dev/null 2>&1; rm -rf "$dir"' EXIT
-# shellcheck disable=SC1091  # written by test/cluster.sh
-. "$dir/env"
+# shellcheck source=test/own_cluster.sh
+. test/own_cluster.sh
+own_cluster cron
 
 echo "1..5"
 # the recipe's server settings: pg_cron beside pgformer, jobs in database

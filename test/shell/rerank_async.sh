@@ -19,15 +19,9 @@ drained() {
 	return 1
 }
 
-dir=$(mktemp -d /tmp/pgformer-async.XXXXXX)
-chmod 755 "$dir"
-if ! test/cluster.sh start "$dir" >/dev/null; then
-	echo "Bail out! could not start a cluster in $dir"
-	exit 1
-fi
-trap 'test/cluster.sh stop "$dir" >/dev/null 2>&1; rm -rf "$dir"' EXIT
-# shellcheck disable=SC1091  # written by test/cluster.sh
-. "$dir/env"
+# shellcheck source=test/own_cluster.sh
+. test/own_cluster.sh
+own_cluster async
 
 echo "1..11"
 echo "pgformer.rerank_database = 'shop'" >>"$dir/data/postgresql.conf"
