@@ -126,7 +126,6 @@ pgformer_bind(PG_FUNCTION_ARGS)
 	PgfMapped  *m;
 	const PgfBindingRole *spec;
 	TupleDesc	desc;
-	PgfOwnerContext owner;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	Oid			table_oid;
@@ -145,20 +144,15 @@ pgformer_bind(PG_FUNCTION_ARGS)
 	(void) prepare_checked(m, spec, query, &desc);
 	SPI_finish();
 
-	pgformer_become_owner(&owner);
-	SPI_connect();
 	values[0] = CStringGetTextDatum(m->name);
 	values[1] = CStringGetTextDatum(role);
 	values[2] = CStringGetTextDatum(query);
-	if (SPI_execute_with_args(psprintf("INSERT INTO %s.pgformer_binding (model, role, query) "
-									   "VALUES ($1, $2, $3) ON CONFLICT (model, role) "
-									   "DO UPDATE SET query = excluded.query, bound_at = pg_catalog.now()",
-									   pgformer_schema_quoted()),
-							  3, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "pgformer: could not record the binding");
-	SPI_finish();
+	(void) pgformer_owner_execute(psprintf("INSERT INTO %s.pgformer_binding (model, role, query) "
+										   "VALUES ($1, $2, $3) ON CONFLICT (model, role) "
+										   "DO UPDATE SET query = excluded.query, bound_at = pg_catalog.now()",
+										   pgformer_schema_quoted()),
+								  3, types, values, SPI_OK_INSERT, "record the binding");
 	table_oid = pgformer_model_table_oid();
-	pgformer_restore_user(&owner);
 	pgformer_release(m, -1);
 
 	/* every backend prepares the new query at its next call */
@@ -172,25 +166,18 @@ pgformer_unbind(PG_FUNCTION_ARGS)
 {
 	char	   *model = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *role = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	PgfOwnerContext owner;
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2] = {CStringGetTextDatum(model), CStringGetTextDatum(role)};
 	uint64		removed;
 	Oid			table_oid;
 
 	pgformer_require_model_owner(model);
-	pgformer_become_owner(&owner);
-	SPI_connect();
-	if (SPI_execute_with_args(psprintf("DELETE FROM %s.pgformer_binding "
-									   "WHERE model OPERATOR(pg_catalog.=) $1 "
-									   "AND role OPERATOR(pg_catalog.=) $2",
-									   pgformer_schema_quoted()),
-							  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "pgformer: could not remove the binding");
-	removed = SPI_processed;
-	SPI_finish();
+	removed = pgformer_owner_execute(psprintf("DELETE FROM %s.pgformer_binding "
+											  "WHERE model OPERATOR(pg_catalog.=) $1 "
+											  "AND role OPERATOR(pg_catalog.=) $2",
+											  pgformer_schema_quoted()),
+									 2, types, values, SPI_OK_DELETE, "remove the binding");
 	table_oid = pgformer_model_table_oid();
-	pgformer_restore_user(&owner);
 	if (removed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

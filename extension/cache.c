@@ -124,6 +124,37 @@ catalog_changed(Datum arg, Oid relid)
 	}
 }
 
+/* What a cache file's name says: <database>_<model id>_<cache key>.<pgf|ok> */
+typedef struct CacheName
+{
+	Oid			dboid;
+	int64		model_id;
+	char		cache_key[33];
+	char		suffix[4];
+} CacheName;
+
+static bool
+parse_cache_name(const char *file, CacheName *name)
+{
+	unsigned int dboid;
+	long long	model_id;
+
+	if (sscanf(file, "%u_%lld_%32[0-9a-f].%3s", &dboid, &model_id, name->cache_key,
+			   name->suffix) != 4 || strlen(name->cache_key) != 32)
+		return false;
+	name->dboid = dboid;
+	name->model_id = model_id;
+	return true;
+}
+
+/* The path of a version's cache file (suffix "pgf") or sidecar ("ok"). */
+static void
+db_file_path(char *path, Oid dboid, int64 model_id, const char *cache_key, const char *suffix)
+{
+	snprintf(path, MAXPGPATH, CACHE_DIR "/%u_%lld_%s.%s",
+			 dboid, (long long) model_id, cache_key, suffix);
+}
+
 static void unmap(PgfMapped *m);
 static void remove_cache_files(int64 model_id, const char *cache_key);
 static void remove_database_files(Oid dboid);
@@ -152,23 +183,19 @@ remove_database_files(Oid dboid)
 {
 	DIR		   *dir = AllocateDir(CACHE_DIR);
 	struct dirent *de;
-	char		prefix[32];
 
 	if (dir == NULL)
 		return;
-	snprintf(prefix, sizeof(prefix), "%u_", dboid);
 	while ((de = ReadDir(dir, CACHE_DIR)) != NULL)
 	{
+		CacheName	name;
 		char		path[MAXPGPATH];
-		long long	model_id;
-		char		key[33];
 
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+		if (!parse_cache_name(de->d_name, &name) || name.dboid != dboid)
 			continue;
 		snprintf(path, sizeof(path), CACHE_DIR "/%s", de->d_name);
 		unlink(path);
-		if (sscanf(de->d_name + strlen(prefix), "%lld_%32[0-9a-f]", &model_id, key) == 2)
-			pgformer_registry_forget(dboid, model_id, key);
+		pgformer_registry_forget(dboid, name.model_id, name.cache_key);
 	}
 	FreeDir(dir);
 }
@@ -295,8 +322,7 @@ pgformer_cache_init(void)
 static void
 file_path(char *path, int64 model_id, const char *cache_key, const char *suffix)
 {
-	snprintf(path, MAXPGPATH, CACHE_DIR "/%u_%lld_%s.%s",
-			 MyDatabaseId, (long long) model_id, cache_key, suffix);
+	db_file_path(path, MyDatabaseId, model_id, cache_key, suffix);
 }
 
 void
@@ -493,11 +519,12 @@ tidy_cache_folder(const char *keep)
 	while ((de = ReadDir(dir, CACHE_DIR)) != NULL)
 	{
 		char		path[MAXPGPATH];
-		char		key[33];
-		char		suffix[4];
+		CacheName	name;
+		const char *key;
+		const char *suffix;
 		struct stat st;
-		unsigned int dboid;
-		long long	model_id;
+		Oid			dboid;
+		int64		model_id;
 		int			pid;
 		CacheFile  *f;
 
@@ -513,9 +540,12 @@ tidy_cache_folder(const char *keep)
 				total += st.st_size;
 			continue;
 		}
-		if (sscanf(de->d_name, "%u_%lld_%32[0-9a-f].%3s", &dboid, &model_id, key, suffix) != 4 ||
-			strlen(key) != 32)
+		if (!parse_cache_name(de->d_name, &name))
 			continue;
+		dboid = name.dboid;
+		model_id = name.model_id;
+		key = name.cache_key;
+		suffix = name.suffix;
 		if (!database_exists(dboid) ||
 			(dboid == MyDatabaseId && !in_catalog(entries, model_id, key) &&
 			 !mapped_here(model_id, key)))
@@ -535,7 +565,7 @@ tidy_cache_folder(const char *keep)
 		{
 			char		data[MAXPGPATH];
 
-			snprintf(data, sizeof(data), CACHE_DIR "/%u_%lld_%s.pgf", dboid, model_id, key);
+			db_file_path(data, dboid, model_id, key, "pgf");
 			if (access(data, F_OK) != 0 && errno == ENOENT)
 				unlink(path);
 			continue;
@@ -554,7 +584,7 @@ tidy_cache_folder(const char *keep)
 			struct stat used;
 			char		sidecar[MAXPGPATH];
 
-			snprintf(sidecar, sizeof(sidecar), CACHE_DIR "/%u_%lld_%s.ok", dboid, model_id, key);
+			db_file_path(sidecar, dboid, model_id, key, "ok");
 			f->last_used = time_t_to_timestamptz(stat(sidecar, &used) == 0 ?
 												 used.st_mtime : st.st_mtime);
 		}
@@ -576,8 +606,7 @@ tidy_cache_folder(const char *keep)
 		{
 			char		sidecar[MAXPGPATH];
 
-			snprintf(sidecar, sizeof(sidecar), CACHE_DIR "/%u_%lld_%s.ok",
-					 f->dboid, (long long) f->model_id, f->cache_key);
+			db_file_path(sidecar, f->dboid, f->model_id, f->cache_key, "ok");
 			unlink(sidecar);
 			total -= f->size;
 			pgformer_registry_forget(f->dboid, f->model_id, f->cache_key);
@@ -688,7 +717,8 @@ write_chunk(const char *bytes, size_t n, void *arg)
 
 /*
  * Maps a finished file and runs every check: the SHA-256 of every byte
- * against the catalog's, then the format, data checksum included.
+ * against the catalog's (which also stands for the data checksum: the
+ * bytes passed it when they were loaded), then the format.
  */
 static void
 verify_file(const Materialisation *mat)
@@ -729,7 +759,7 @@ verify_file(const Materialisation *mat)
 		status = PGF_ERR_CHECKSUM;
 	}
 	if (status == PGF_OK)
-		status = pgf_open(&file, base, e->bytes, PGF_VERIFY_DATA, &pgformer_palloc_allocator,
+		status = pgf_open(&file, base, e->bytes, 0, &pgformer_palloc_allocator,
 						  err, sizeof(err));
 	if (status == PGF_OK && file.header->data_crc32 != e->crc)
 	{

@@ -231,7 +231,6 @@ _PG_init(void)
 
 	RegisterSubXactCallback(subtransaction_ended, NULL);
 	pgformer_registry_init();
-	pgformer_progress_init();
 	pgformer_rerank_worker_init();
 	pgformer_cache_init();
 	pgformer_recommend_init();

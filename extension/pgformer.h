@@ -116,6 +116,14 @@ typedef struct PgfOwnerContext
 extern void pgformer_become_owner(PgfOwnerContext *ctx);
 extern void pgformer_restore_user(PgfOwnerContext *ctx);
 
+/*
+ * Runs one statement that returns no rows (query: its names qualified) as
+ * the extension's owner; errors with "could not <what>" unless SPI answers
+ * `expected`.  Returns the rows it processed.
+ */
+extern uint64 pgformer_owner_execute(const char *query, int nargs, Oid *types, Datum *values,
+									 int expected, const char *what);
+
 /* Sets up the mapping cache (transaction and relcache callbacks). */
 extern void pgformer_cache_init(void);
 

@@ -15,7 +15,6 @@
 #include "port/atomics.h"
 #include "storage/backendid.h"
 #include "storage/ipc.h"
-#include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -37,31 +36,23 @@ static ProgressSlot *slots = NULL;
 static int	n_slots = 0;
 static int	depth = 0;			/* nesting of long calls in this backend */
 
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
 static Size
 slots_size(void)
 {
 	return mul_size(sizeof(ProgressSlot), MaxBackends);
 }
 
-static void
-progress_shmem_request(void)
+Size
+pgformer_progress_shmem_size(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(slots_size());
+	return slots_size();
 }
 
-static void
-progress_shmem_startup(void)
+void
+pgformer_progress_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	slots = ShmemInitStruct("pgformer progress", slots_size(), &found);
 	n_slots = MaxBackends;
 	if (!found)
@@ -73,18 +64,6 @@ progress_shmem_startup(void)
 			pg_atomic_init_u64(&slots[i].done, 0);
 		}
 	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-void
-pgformer_progress_init(void)
-{
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = progress_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = progress_shmem_startup;
 }
 
 static ProgressSlot *

@@ -9,8 +9,9 @@
 
 #include "postgres.h"
 
-/* _PG_init: requests the shared slots when preloading. */
-extern void pgformer_progress_init(void);
+/* registry.c's shared-memory hooks: the slots' size, and setting them up. */
+extern Size pgformer_progress_shmem_size(void);
+extern void pgformer_progress_shmem_init(void);
 
 /* A long call starts: `total` units of work (users, rows) on model. */
 extern void pgformer_progress_start(const char *function, const char *model, int64 total);

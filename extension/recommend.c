@@ -823,7 +823,6 @@ pgformer_rerank_async(PG_FUNCTION_ARGS)
 	int			n;
 	Datum	   *users = trigger_users(fcinfo, "pgformer_rerank_async", &t, &n);
 	Oid			target;
-	PgfOwnerContext owner;
 	Oid			types[5] = {TEXTOID, OIDOID, INT4OID, OIDOID, INT8ARRAYOID};
 	Datum		values[5];
 
@@ -832,21 +831,16 @@ pgformer_rerank_async(PG_FUNCTION_ARGS)
 	target = RangeVarGetRelid(makeRangeVarFromNameList(
 								  stringToQualifiedNameList(trigger->tg_trigger->tgargs[1])),
 							  NoLock, false);
-	pgformer_become_owner(&owner);
 	values[0] = CStringGetTextDatum(t.model);
 	values[1] = ObjectIdGetDatum(target);
 	values[2] = Int32GetDatum(t.k);
-	values[3] = ObjectIdGetDatum(owner.saved_userid);
+	values[3] = ObjectIdGetDatum(GetUserId());	/* the caller: the workers act as it */
 	values[4] = PointerGetDatum(construct_array_builtin(users, n, INT8OID));
-	SPI_connect();
-	if (SPI_execute_with_args(psprintf("INSERT INTO %s.pgformer_rerank_pending "
-									   "(model, target, k, role, user_id) "
-									   "SELECT $1, $2, $3, $4, u FROM pg_catalog.unnest($5) u",
-									   pgformer_schema_quoted()),
-							  5, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "pgformer_rerank_async: could not queue the users");
-	SPI_finish();
-	pgformer_restore_user(&owner);
+	(void) pgformer_owner_execute(psprintf("INSERT INTO %s.pgformer_rerank_pending "
+										   "(model, target, k, role, user_id) "
+										   "SELECT $1, $2, $3, $4, u FROM pg_catalog.unnest($5) u",
+										   pgformer_schema_quoted()),
+								  5, types, values, SPI_OK_INSERT, "queue the users to re-rank");
 	pgformer_rerank_note_queued();
 	return PointerGetDatum(NULL);
 }

@@ -16,7 +16,9 @@
 #include "utils/timestamp.h"
 
 #include "extension/pgformer.h"
+#include "extension/progress.h"
 #include "extension/registry.h"
+#include "extension/rerank.h"
 
 typedef enum EntryState
 {
@@ -65,23 +67,26 @@ registry_size(void)
 					mul_size(sizeof(RegistryEntry), pgformer_max_models));
 }
 
+/*
+ * All of pgformer's shared memory is requested and set up here: the
+ * registry, and beside it the progress slots (progress.c) and the re-rank
+ * workers' latches (rerank_worker.c).
+ */
 static void
-registry_shmem_request(void)
+shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(registry_size());
+	RequestAddinShmemSpace(add_size(add_size(registry_size(), pgformer_progress_shmem_size()),
+									pgformer_rerank_shmem_size()));
 	RequestNamedLWLockTranche("pgformer", 1);
 }
 
 static void
-registry_shmem_startup(void)
+registry_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	registry = ShmemInitStruct("pgformer registry", registry_size(), &found);
 	if (!found)
 	{
@@ -102,6 +107,17 @@ registry_shmem_startup(void)
 			pg_atomic_init_u64(&e->unknown_inputs, 0);
 		}
 	}
+}
+
+static void
+shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	registry_shmem_init();
+	pgformer_progress_shmem_init();
+	pgformer_rerank_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -111,9 +127,9 @@ pgformer_registry_init(void)
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = registry_shmem_request;
+	shmem_request_hook = shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = registry_shmem_startup;
+	shmem_startup_hook = shmem_startup;
 }
 
 bool

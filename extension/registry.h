@@ -15,7 +15,7 @@
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 
-/* _PG_init: installs the shared-memory hooks when preloading. */
+/* _PG_init: installs the shared-memory hooks (for every module) when preloading. */
 extern void pgformer_registry_init(void);
 
 /* True when the registry exists (the library was preloaded). */

@@ -19,6 +19,10 @@ extern void pgformer_rerank_rewrite(const char *model, const char *target, int k
 /* _PG_init: the settings, and the workers when preloading. */
 extern void pgformer_rerank_worker_init(void);
 
+/* registry.c's shared-memory hooks: the workers' latches. */
+extern Size pgformer_rerank_shmem_size(void);
+extern void pgformer_rerank_shmem_init(void);
+
 /* This transaction queued users: wake the workers when it commits. */
 extern void pgformer_rerank_note_queued(void);
 

@@ -27,7 +27,6 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
@@ -58,9 +57,6 @@ typedef struct WorkerSlots
 
 static WorkerSlots *workers = NULL;
 static bool queued_in_transaction = false;
-
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 void		pgformer_rerank_worker_main(Datum arg);
 
@@ -99,27 +95,21 @@ pgformer_rerank_note_queued(void)
 
 /* ---- start-up ------------------------------------------------------------------ */
 
-static void
-workers_shmem_request(void)
+Size
+pgformer_rerank_shmem_size(void)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(sizeof(WorkerSlots));
+	return sizeof(WorkerSlots);
 }
 
-static void
-workers_shmem_startup(void)
+void
+pgformer_rerank_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	workers = ShmemInitStruct("pgformer re-rank workers", sizeof(WorkerSlots), &found);
 	if (!found)
 		for (int i = 0; i < MAX_WORKERS; i++)
 			pg_atomic_init_u32(&workers->procno[i], 0);
-	LWLockRelease(AddinShmemInitLock);
 }
 
 void
@@ -141,10 +131,6 @@ pgformer_rerank_worker_init(void)
 							1, 0, MAX_WORKERS,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = workers_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = workers_shmem_startup;
 	for (int i = 0; i < pgformer_rerank_workers; i++)
 	{
 		BackgroundWorker worker;

@@ -185,6 +185,23 @@ pgformer_restore_user(PgfOwnerContext *ctx)
 	AtEOXact_GUC(true, ctx->guc_nest_level);
 }
 
+uint64
+pgformer_owner_execute(const char *query, int nargs, Oid *types, Datum *values,
+					   int expected, const char *what)
+{
+	PgfOwnerContext owner;
+	uint64		processed;
+
+	pgformer_become_owner(&owner);
+	SPI_connect();
+	if (SPI_execute_with_args(query, nargs, types, values, NULL, false, 0) != expected)
+		elog(ERROR, "pgformer: could not %s", what);
+	processed = SPI_processed;
+	SPI_finish();
+	pgformer_restore_user(&owner);
+	return processed;
+}
+
 /* ---- reading the catalog ---------------------------------------------------------- */
 
 static void
