@@ -14,7 +14,8 @@ rate=${1:-1000}
 seconds=${2:-10}
 bindir=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
 make -s fixtures
-# shellcheck source=test/own_cluster.sh
+dir=""                                  # own_cluster sets it
+# shellcheck source=test/own_cluster.sh disable=SC1091
 . test/own_cluster.sh
 own_cluster bench
 cp build/fixtures/random_sasrec.pgf "$dir/"

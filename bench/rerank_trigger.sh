@@ -12,7 +12,8 @@ rows=${1:-2000}
 users=${2:-200}
 runs=${3:-5}
 make -s fixtures
-# shellcheck source=test/own_cluster.sh
+dir=""                                  # own_cluster sets it
+# shellcheck source=test/own_cluster.sh disable=SC1091
 . test/own_cluster.sh
 own_cluster bench
 cp build/fixtures/random_sasrec.pgf "$dir/"

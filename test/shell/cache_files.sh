@@ -13,7 +13,8 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=1; fi; }
 q() { psql -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
-# shellcheck source=test/own_cluster.sh
+dir=""                                  # own_cluster sets it
+# shellcheck source=test/own_cluster.sh disable=SC1091
 . test/own_cluster.sh
 own_cluster cache
 cache=$dir/data/pgformer

@@ -14,7 +14,8 @@ if [ ! -f "$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pg_cron.so" ]; th
 	echo "Bail out! pg_cron is not installed (Debian package postgresql-15-cron)"
 	exit 1
 fi
-# shellcheck source=test/own_cluster.sh
+dir=""                                  # own_cluster sets it
+# shellcheck source=test/own_cluster.sh disable=SC1091
 . test/own_cluster.sh
 own_cluster cron
 

@@ -19,7 +19,8 @@ drained() {
 	return 1
 }
 
-# shellcheck source=test/own_cluster.sh
+dir=""                                  # own_cluster sets it
+# shellcheck source=test/own_cluster.sh disable=SC1091
 . test/own_cluster.sh
 own_cluster async
 
