@@ -13,12 +13,18 @@ PYTHON ?= /usr/bin/python3
 
 MODULE_big = pgformer
 EXTENSION = pgformer
-EXTVERSION = 0.1
+EXTVERSION = 0.2
 DATA_built = sql/pgformer--$(EXTVERSION).sql
 
-# The SQL script is assembled from one part per concern (sql/parts/*.sql,
-# taken in name order) so that each model's SQL lives beside its peers.
+# The SQL script of the current version is assembled from one part per
+# concern (sql/parts/*.sql, taken in name order) so that each model's SQL
+# lives beside its peers.  Released versions are frozen: their scripts
+# (sql/pgformer--0.1.sql, ...) are committed as they shipped and installed
+# beside the current one with every upgrade script sql/pgformer--A--B.sql,
+# so that `ALTER EXTENSION pgformer UPDATE` works from any release.
 SQL_PARTS = $(sort $(wildcard sql/parts/*.sql))
+RELEASED_SQL = $(filter-out $(DATA_built),$(wildcard sql/pgformer--*.sql))
+DATA = $(RELEASED_SQL)
 
 PROTO_GEN = proto/model.pb-c.c proto/model.pb-c.h
 KERNEL_SRCS = $(sort $(wildcard kernels/*.c))

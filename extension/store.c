@@ -425,9 +425,49 @@ pgformer_sha256(const uint8 *bytes, size_t size, uint8 *digest)
 	pg_cryptohash_free(ctx);
 }
 
-/* Validates bytes as a model file this build can serve and stores it. */
+/* A digest as 64 lower-case hex digits (palloc'd). */
+static char *
+sha256_hex(const uint8 *digest)
+{
+	char	   *hex = palloc(2 * PG_SHA256_DIGEST_LENGTH + 1);
+
+	hex_encode((const char *) digest, PG_SHA256_DIGEST_LENGTH, hex);
+	hex[2 * PG_SHA256_DIGEST_LENGTH] = '\0';
+	return hex;
+}
+
+/*
+ * With SPI connected as the extension owner and the catalog locked: the
+ * SHA-256 of version of name, or NULL when that version does not exist.
+ */
+static bytea *
+stored_digest(const char *schema, const char *name, int32 version)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
+	bool		isnull;
+
+	if (SPI_execute_with_args(psprintf("SELECT sha256 FROM %s.pgformer_model "
+									   "WHERE name OPERATOR(pg_catalog.=) $1 "
+									   "AND version OPERATOR(pg_catalog.=) $2", schema),
+							  2, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pgformer: could not read the model catalog");
+	if (SPI_processed != 1)
+		return NULL;
+	return DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Validates bytes as a model file this build can serve and stores it as
+ * version wanted of name, or as the next version when wanted is 0.  A
+ * wanted version that already holds these very bytes (the same SHA-256) is
+ * returned as it is, so that a load repeated with its version (by a proxy
+ * on every shard, or a deployment script run twice) changes nothing; one
+ * that holds other bytes is an error.
+ */
 static int32
-store_model(const char *name, const uint8 *bytes, size_t size, const char *source)
+store_model(const char *name, const uint8 *bytes, size_t size, const char *source,
+			int32 wanted)
 {
 	PgfModel	file;
 	PgfStatus	status;
@@ -436,9 +476,9 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	const char *schema;
 	char	   *query;
 	char	   *model_owner;
-	Oid			types[10] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID,
-	TEXTOID, BYTEAOID, NAMEOID};
-	Datum		values[10];
+	Oid			types[11] = {TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID,
+	TEXTOID, BYTEAOID, NAMEOID, INT4OID};
+	Datum		values[11];
 	Oid			chunk_types[3] = {INT8OID, INT4OID, BYTEAOID};
 	SPIPlanPtr	chunk_plan;
 	bool		isnull;
@@ -489,10 +529,33 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	else
 		model_owner = GetUserNameFromId(owner.saved_userid, false);
 
+	if (wanted > 0)
+	{
+		bytea	   *existing = stored_digest(schema, name, wanted);
+
+		if (existing != NULL)
+		{
+			if (VARSIZE_ANY_EXHDR(existing) != PG_SHA256_DIGEST_LENGTH ||
+				memcmp(VARDATA_ANY(existing), VARDATA(digest), PG_SHA256_DIGEST_LENGTH) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNIQUE_VIOLATION),
+						 errmsg("version %d of model \"%s\" already exists with other contents", wanted, name),
+						 errdetail("Its SHA-256 is %s; this file's is %s.",
+								   sha256_hex((const uint8 *) VARDATA_ANY(existing)),
+								   sha256_hex((const uint8 *) VARDATA(digest))),
+						 errhint("Load it as a new version, or drop version %d first.", wanted)));
+			SPI_finish();
+			pgformer_restore_user(&owner);
+			pgf_close(&file);
+			return wanted;
+		}
+	}
+
 	query = psprintf("INSERT INTO %s.pgformer_model "
 					 "(name, version, architecture, params, bytes, crc32, chunk_bytes, source, "
 					 "cache_key, sha256, owner) "
-					 "SELECT $1, coalesce(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1, "
+					 "SELECT $1, CASE WHEN $11 OPERATOR(pg_catalog.>) 0 THEN $11 "
+					 "ELSE coalesce(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1 END, "
 					 "$2, $3, $4, $5, $6, $7, $8, $9, $10 "
 					 "FROM %s.pgformer_model WHERE name OPERATOR(pg_catalog.=) $1 "
 					 "RETURNING id, version", schema, schema);
@@ -506,7 +569,8 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	values[7] = CStringGetTextDatum(cache_key);
 	values[8] = PointerGetDatum(digest);
 	values[9] = CStringGetDatum(model_owner);
-	if (SPI_execute_with_args(query, 10, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
+	values[10] = Int32GetDatum(wanted);
+	if (SPI_execute_with_args(query, 11, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "pgformer: could not record the model");
 	model_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -556,12 +620,42 @@ require_regular_file(int rc, const struct stat *st, const char *path, const char
 				 errmsg("\"%s\" is not a regular file", path)));
 }
 
+/*
+ * The version a load asks for: 0 (the next one) for pgformer_load(name,
+ * file); for pgformer_load(name, file, version) that version, which must
+ * be positive and not null.
+ */
+static int32
+wanted_version(FunctionCallInfo fcinfo)
+{
+	int32		version;
+
+	if (PG_NARGS() < 3)
+		return 0;
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("version must not be null"),
+				 errhint("pgformer_load(name, file) stores the next version.")));
+	version = PG_GETARG_INT32(2);
+	if (version <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("version must be positive, not %d", version)));
+	return version;
+}
+
+/*
+ * pgformer_load(name, path [, version]): a server file (superusers and
+ * pg_read_server_files only).
+ */
 PG_FUNCTION_INFO_V1(pgformer_load_path);
 Datum
 pgformer_load_path(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
+	char	   *path = pgformer_text_arg(fcinfo, 1, "path");
+	int32		wanted = wanted_version(fcinfo);
 	int			fd;
 	struct stat st;
 	void	   *bytes = NULL;
@@ -605,7 +699,7 @@ pgformer_load_path(PG_FUNCTION_ARGS)
 	CloseTransientFile(fd);
 	PG_TRY();
 	{
-		version = store_model(name, bytes, st.st_size, path);
+		version = store_model(name, bytes, st.st_size, path, wanted);
 	}
 	PG_FINALLY();
 	{
@@ -615,15 +709,22 @@ pgformer_load_path(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(version);
 }
 
+/* pgformer_load(name, data [, version]): the file's bytes */
 PG_FUNCTION_INFO_V1(pgformer_load_bytea);
 Datum
 pgformer_load_bytea(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	bytea	   *data = PG_GETARG_BYTEA_PP(1);
+	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
+	bytea	   *data;
+	int32		wanted = wanted_version(fcinfo);
 
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model data must not be null")));
+	data = PG_GETARG_BYTEA_PP(1);
 	PG_RETURN_INT32(store_model(name, (const uint8 *) VARDATA_ANY(data),
-								VARSIZE_ANY_EXHDR(data), "bytea"));
+								VARSIZE_ANY_EXHDR(data), "bytea", wanted));
 }
 
 /*

@@ -66,12 +66,32 @@ CREATE FUNCTION pgformer_drop(name text, version int) RETURNS int
 COMMENT ON FUNCTION pgformer_drop(text, int) IS
     'removes one version of a model; returns 1';
 
+-- With an explicit version (not strict: a null version is an error): the
+-- same version of the same bytes on every server of a deployment.  Loading
+-- a version again with the same bytes returns it and changes nothing; with
+-- other bytes it is an error.
+CREATE FUNCTION pgformer_load(name text, path text, version int) RETURNS int
+    AS 'MODULE_PATHNAME', 'pgformer_load_path'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION pgformer_load(text, text, int) IS
+    'stores the model file at a server path as the given version of name (idempotent); returns the version';
+
+CREATE FUNCTION pgformer_load(name text, data bytea, version int) RETURNS int
+    AS 'MODULE_PATHNAME', 'pgformer_load_bytea'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION pgformer_load(text, bytea, int) IS
+    'stores a model file passed as bytes as the given version of name (idempotent); returns the version';
+
 REVOKE EXECUTE ON FUNCTION pgformer_load(text, text), pgformer_load(text, bytea),
+    pgformer_load(text, text, int), pgformer_load(text, bytea, int),
     pgformer_drop(text), pgformer_drop(text, int) FROM PUBLIC;
 
+-- sha256: of the whole file, as hex; equal versions on two servers hold
+-- the same bytes exactly when their sha256 are equal.
 CREATE VIEW pgformer_models AS
     SELECT name, version, architecture AS arch, params, bytes, loaded_at, owner,
-           version OPERATOR(pg_catalog.=) pg_catalog.max(version) OVER (PARTITION BY name) AS current
+           version OPERATOR(pg_catalog.=) pg_catalog.max(version) OVER (PARTITION BY name) AS current,
+           pg_catalog.encode(sha256, 'hex') AS sha256
     FROM pgformer_model;
 GRANT SELECT ON pgformer_models TO PUBLIC;
 

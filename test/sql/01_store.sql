@@ -5,7 +5,7 @@
 \set big :fixtures '/bs_big.pgf'
 \set missing :fixtures '/no_such_file.pgf'
 BEGIN;
-SELECT plan(34);
+SELECT plan(46);
 
 SELECT has_table('pgformer_model');
 SELECT has_table('pgformer_model_chunk');
@@ -55,6 +55,30 @@ SELECT is(pg_temp.error_of($$SELECT pgformer_drop('t1')$$),
           '42704: model "t1" does not exist', 'dropping an unknown model names it');
 SELECT is(pg_temp.error_of($$SELECT pgformer_drop('big', 7)$$),
           '42704: version 7 of model "big" does not exist', 'dropping an unknown version names it');
+
+-- an explicit version: the same version of the same bytes everywhere
+\set tiny2 :fixtures '/bs_tiny_v2.pgf'
+SELECT has_function('pgformer_load', ARRAY['text', 'bytea', 'integer']);
+SELECT is(pgformer_load('pinned', :'tiny', 4), 4, 'a load with a version stores that version');
+SELECT is(pgformer_load('pinned', pg_read_binary_file(:'tiny'), 4), 4,
+          'loading the same bytes as the same version again returns it');
+SELECT is((SELECT count(*) FROM pgformer_models WHERE name = 'pinned'), 1::bigint, 'and stores nothing');
+SELECT is(pg_temp.error_of(format('SELECT pgformer_load(%L, %L, 4)', 'pinned', :'tiny2')),
+          '23505: version 4 of model "pinned" already exists with other contents',
+          'other bytes under a taken version are refused');
+SELECT is(pgformer_load('pinned', :'tiny2', 2), 2, 'a lower free version may be filled');
+SELECT is(pgformer_load('pinned', :'tiny2'), 5, 'a load without a version continues after the highest');
+SELECT results_eq($$SELECT version, current FROM pgformer_models WHERE name = 'pinned' ORDER BY version$$,
+                  $$VALUES (2, false), (4, false), (5, true)$$, 'the highest version is current');
+SELECT is((SELECT sha256 FROM pgformer_models WHERE name = 'pinned' AND version = 4),
+          encode(sha256(pg_read_binary_file(:'tiny')), 'hex'),
+          'pgformer_models shows the SHA-256 of the file');
+SELECT is(pg_temp.error_of(format('SELECT pgformer_load(%L, %L, NULL)', 'pinned', :'tiny')),
+          '22004: version must not be null', 'a null version is refused, not taken as "next"');
+SELECT is(pg_temp.error_of(format('SELECT pgformer_load(%L, %L, 0)', 'pinned', :'tiny')),
+          '22023: version must be positive, not 0', 'version 0 is refused');
+SELECT is(pg_temp.error_of($$SELECT pgformer_load('pinned', NULL::bytea, 3)$$),
+          '22004: model data must not be null', 'null data is refused');
 
 -- bad input
 SELECT is(pg_temp.error_of($$SELECT pgformer_load('', '$$ || :'tiny' || $$')$$),
