@@ -12,7 +12,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 PYTHON ?= /usr/bin/python3
 
 MODULE_big = pgformer
-EXTENSION = pgformer
+EXTENSION = pgformer pgformer_proxy
 EXTVERSION = 0.2
 DATA_built = sql/pgformer--$(EXTVERSION).sql
 
@@ -24,7 +24,9 @@ DATA_built = sql/pgformer--$(EXTVERSION).sql
 # so that `ALTER EXTENSION pgformer UPDATE` works from any release.
 SQL_PARTS = $(sort $(wildcard sql/parts/*.sql))
 RELEASED_SQL = $(filter-out $(DATA_built),$(wildcard sql/pgformer--*.sql))
-DATA = $(RELEASED_SQL)
+# pgformer_proxy (a PL/Proxy node's functions, SQL only): one script per version
+PROXY_SQL = $(wildcard sql/pgformer_proxy--*.sql)
+DATA = $(RELEASED_SQL) $(PROXY_SQL)
 
 PROTO_GEN = proto/model.pb-c.c proto/model.pb-c.h
 KERNEL_SRCS = $(sort $(wildcard kernels/*.c))

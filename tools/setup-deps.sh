@@ -11,8 +11,10 @@ packages=(
 	make gcc pkg-config postgresql-15 postgresql-server-dev-15
 	libopenblas-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 	zlib1g-dev libpng-dev libjpeg62-turbo-dev
-	# tests: pgTAP, pg_prove, the PyTorch reference, fuzzing, shell lint
+	# tests: pgTAP, pg_prove, pg_cron and PL/Proxy (the recipes and
+	# pgformer_proxy), the PyTorch reference, fuzzing, shell lint
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron
+	postgresql-15-plproxy
 	python3 python3-torch python3-numpy python3-protobuf python3-pil python3-regex
 	clang libclang-rt-14-dev shellcheck
 	# data for the demo models (MovieLens through R, Fashion-MNIST)
