@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "extension/pgformer.h"
+#include "extension/progress.h"
 #include "models/image.h"
 #include "models/solo.h"
 
@@ -130,8 +131,16 @@ max_tokens_argument(FunctionCallInfo fcinfo, int argno)
 	return Min(pgformer_positive_arg(fcinfo, argno, "max_tokens"), PGF_SOLO_MAX_NEW_TOKENS);
 }
 
+/* pgformer_progress counts a generation's tokens out of max_tokens */
+static void
+token_progress(void *arg, int n_tokens)
+{
+	pgformer_progress_update(n_tokens);
+}
+
+/* Runs req on m for function (its name in pgformer_progress). */
 static text *
-run_generation(PgfMapped *m, PgfSoloRequest *req)
+run_generation(const char *function, PgfMapped *m, PgfSoloRequest *req)
 {
 	const PgfSoloModel *model = m->bound;
 	PgfArena   *arena;
@@ -141,12 +150,15 @@ run_generation(PgfMapped *m, PgfSoloRequest *req)
 
 	pgformer_prepare_kernels();
 	arena = pgformer_arena_acquire(pgf_solo_generate_arena_bytes(model, req));
+	pgformer_progress_start(function, m->name, req->max_new_tokens);
+	req->on_token = token_progress;
 	if (pgf_solo_generate(model, req, arena, &result, err, sizeof(err)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", err)));
 	/* the model writes UTF-8; the database may use another encoding */
 	out = cstring_to_text(pg_any_to_server(result.text, (int) result.text_len, PG_UTF8));
+	pgformer_progress_end();
 	pgformer_arena_release(arena);
 	return out;
 }
@@ -192,7 +204,7 @@ describe_image(FunctionCallInfo fcinfo, PgfSoloTask task)
 	if (question)
 		set_request_text(&req, question);
 	req.max_new_tokens = max_tokens;
-	result = run_generation(m, &req);
+	result = run_generation(task == PGF_SOLO_ANSWER ? "answer" : "caption", m, &req);
 	pgformer_release(m, pgformer_elapsed_us(start));
 	PG_RETURN_TEXT_P(result);
 }
@@ -275,7 +287,7 @@ pgformer_generate_text(PG_FUNCTION_ARGS)
 	/* a seed makes sampling reproducible; without one each call differs */
 	req.sampling.seed = PG_ARGISNULL(5) ? pg_prng_uint64(&pg_global_prng_state) :
 		(uint64) PG_GETARG_INT64(5);
-	result = run_generation(m, &req);
+	result = run_generation("generate_text", m, &req);
 	pgformer_release(m, pgformer_elapsed_us(start));
 	PG_RETURN_TEXT_P(result);
 }

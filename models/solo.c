@@ -503,6 +503,8 @@ pgf_solo_generate(const PgfSoloModel *m, const PgfSoloRequest *req, PgfArena *ar
 			break;
 		}
 		res->tokens[res->n_tokens++] = tok;
+		if (req->on_token)
+			req->on_token(req->on_token_arg, res->n_tokens);
 		if (t + 1 == max_new)
 			break;
 		if (pgf_decoder_step(&st, tok, err, errlen) != 0)

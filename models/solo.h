@@ -89,6 +89,9 @@ typedef struct PgfSoloRequest
 	/* extra id ranges never to generate (beyond suppress_from) */
 	PgfTokenRange suppress[PGF_SOLO_MAX_SUPPRESS];
 	int			n_suppress;
+	/* called (when set) after each generated token with the count so far */
+	void		(*on_token) (void *arg, int n_tokens);
+	void	   *on_token_arg;
 } PgfSoloRequest;
 
 typedef struct PgfSoloResult

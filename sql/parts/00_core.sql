@@ -118,7 +118,8 @@ CREATE FUNCTION pgformer_progress_status(
     LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
 -- Long calls in flight in every backend (recommend_batch: users,
--- score_batch: rows), with how many units are done; needs the preload.
+-- score_batch: rows, caption / answer / generate_text: tokens out of
+-- max_tokens), with how many units are done; needs the preload.
 CREATE VIEW pgformer_progress AS SELECT * FROM pgformer_progress_status();
 GRANT SELECT ON pgformer_progress TO PUBLIC;
 

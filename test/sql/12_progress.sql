@@ -1,10 +1,10 @@
 -- How far a long call is, seen from another session: pgformer_progress
 -- shows a recommend_batch running in another backend (function, model,
 -- done of total users, start), advancing; the row goes when the call ends,
--- cancelled or finished.  Runs outside a transaction: the other session
+-- cancelled or finished.  Image calls show their tokens out of max_tokens.  Runs outside a transaction: the other session
 -- must see the model.
 \ir helpers.psql
-SELECT plan(8);
+SELECT plan(11);
 
 SELECT pgformer_load('pr_rec', :'fixtures' || '/random_sasrec.pgf') AS v \gset
 CREATE TABLE pr_events (user_id bigint, item_id bigint, ts timestamptz);
@@ -60,7 +60,39 @@ SELECT is((SELECT count(*) FROM dblink('busy', $$SELECT count(*) FROM recommend_
 SELECT is((SELECT count(*) FROM pgformer_progress WHERE model = 'pr_rec'), 0::bigint,
           'a finished call leaves no row either');
 
+-- captions over many images: each call shows its tokens out of max_tokens
+\set fashion_csv :fixtures '/fashion_t10k.csv'
+SELECT pgformer_load('pr_vlm', :'fixtures' || '/solo_tiny.pgf') AS v \gset
+CREATE TABLE pr_fashion (idx int, label int, class text, caption text, png bytea);
+COPY pr_fashion FROM :'fashion_csv' WITH (FORMAT csv, HEADER true);
+SELECT dblink_send_query('busy', $$SELECT count(caption('pr_vlm', png, 24)) FROM pr_fashion$$) AS sent \gset
+CREATE TEMP TABLE looks (function text, done bigint, total bigint);
+DO $$BEGIN
+    FOR i IN 1..2000 LOOP
+        INSERT INTO looks SELECT function, done, total FROM pgformer_progress WHERE model = 'pr_vlm';
+        EXIT WHEN (SELECT count(DISTINCT done) FROM looks) >= 3;
+        PERFORM pg_sleep(0.002);
+    END LOOP;
+END$$;
+SELECT dblink_cancel_query('busy') AS cancelled \gset
+SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
+SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
+SELECT results_eq($$SELECT DISTINCT function, total FROM looks$$, $$VALUES ('caption', 24::bigint)$$,
+                  'a caption call is listed with max_tokens as its total');
+SELECT ok((SELECT count(DISTINCT done) >= 3 AND bool_and(done BETWEEN 0 AND total) FROM looks),
+          'and the tokens it has generated so far');
+DO $$BEGIN
+    FOR i IN 1..400 LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pgformer_progress WHERE model = 'pr_vlm');
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END$$;
+SELECT is((SELECT count(*) FROM pgformer_progress WHERE model = 'pr_vlm'), 0::bigint,
+          'the row goes when the statement is cancelled');
+
 SELECT dblink_disconnect('busy') AS d \gset
+SELECT pgformer_drop('pr_vlm') AS d \gset
+DROP TABLE pr_fashion;
 SELECT pgformer_drop('pr_rec') AS d \gset
 DROP TABLE pr_events;
 DROP FUNCTION pr_slow();
