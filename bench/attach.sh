@@ -9,11 +9,12 @@
 # their difference: the attach cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+py=$(tools/python.sh)
 runs=${1:-30}
 dir=$(mktemp -d /tmp/pgformer-bench.XXXXXX)
 chmod 755 "$dir"
 make -s fixtures
-/usr/bin/python3 - "$dir" <<'PY'
+"$py" - "$dir" <<'PY'
 import os, sys
 sys.path.insert(0, "tools")
 import block_stack as bs
@@ -42,7 +43,7 @@ for m in m1 m100; do
 SELECT count(*) FROM pgformer_inspect('$m');
 SELECT count(*) FROM pgformer_inspect('$m');
 SQL
-	done | grep -E '^Time:' | /usr/bin/python3 -c '
+	done | grep -E '^Time:' | "$py" -c '
 import statistics, sys
 times = [float(line.split()[1]) for line in sys.stdin]
 first, second = times[0::2], times[1::2]

@@ -6,7 +6,7 @@ recommend() / recommend_batch() through SQL), in one run.
     .venv/bin/python bench/fintrec_bench.py [MODEL.pgf] [--repeats N]
 
 The venv keeps Debian's torch and numpy and adds the peer from PyPI:
-    /usr/bin/python3 -m venv --system-site-packages .venv
+    python3 -m venv --system-site-packages .venv
     .venv/bin/pip install onnxruntime==1.20.1 onnx && .venv/bin/pip uninstall -y numpy
 (pip brings numpy 2, which Debian's torch 1.13 cannot use; without it the
 venv sees the system's numpy 1.24).  Requests: every MovieLens user's history

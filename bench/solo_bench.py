@@ -2,7 +2,7 @@
 reference decoder with a KV cache) on the weights of a "solo" model file,
 the peer of bench/solo_bench.c.
 
-  OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/solo_bench.py MODEL.pgf \
+  OPENBLAS_NUM_THREADS=1 python3 bench/solo_bench.py MODEL.pgf \
       [PROMPT_TOKENS [NEW_TOKENS [THREADS]]]
 
 Weights are dequantised to float32 (PyTorch has no bf16/q8 CPU GEMV path

@@ -9,6 +9,7 @@
 # One thread each.  PyTorch runs the weights dequantised to f32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+py=$(tools/python.sh)
 models=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do models+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
@@ -21,8 +22,8 @@ echo "memory bandwidth of one core: $bw GB/s; prompt $prompt tokens, $new greedy
 printf '%-28s %10s %12s %12s %12s %10s %10s\n' model weights "C prefill/s" "C decode/s" "torch dec/s" "dec ratio" "of bw"
 for m in "${models[@]}"; do
 	c=$(bench/solo_bench "$m" "$prompt" "$new" 1)
-	p=$(/usr/bin/python3 bench/solo_bench.py "$m" "$prompt" "$new" 1)
-	bytes=$(/usr/bin/python3 - "$m" <<'PY'
+	p=$("$py" bench/solo_bench.py "$m" "$prompt" "$new" 1)
+	bytes=$("$py" - "$m" <<'PY'
 import sys
 sys.path.insert(0, "tools")
 import pgf
@@ -41,7 +42,7 @@ PY
 	c_prefill=$(sed -n 's/.*prefill [0-9]* tokens [0-9.]* ms (\([0-9.]*\) tok\/s).*/\1/p' <<<"$c")
 	c_decode=$(sed -n 's/.*decode [0-9]* tokens [0-9.]* ms (\([0-9.]*\) tok\/s).*/\1/p' <<<"$c")
 	p_decode=$(sed -n 's/.*decode [0-9]* tokens [0-9.]* ms (\([0-9.]*\) tok\/s).*/\1/p' <<<"$p")
-	dtype=$(/usr/bin/python3 -c "
+	dtype=$("$py" -c "
 import sys; sys.path.insert(0, 'tools'); import pgf
 m = pgf.read('$m', verify=False)
 print(pgf.dtype_name(next(t for t in m.header.tensors if t.name.endswith('attn.q.weight')).dtype))")

@@ -10,7 +10,7 @@
 # server runs as the postgres user (initdb refuses root).  pgformer is
 # preloaded unless --no-preload; OpenBLAS starts no threads in the postmaster.
 set -euo pipefail
-bindir=$(/usr/lib/postgresql/15/bin/pg_config --bindir)
+bindir=$("${PG_CONFIG:-$(command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)}" --bindir)
 cmd=${1:?start or stop}; dir=${2:?directory}; preload=pgformer
 [ "${3:-}" = "--no-preload" ] && preload=""
 

@@ -14,7 +14,7 @@ excludes seen items by default):
 The popularity baseline ranks items by their count in the training data
 (ties: lower item row, i.e. lower movieId), excluding the same items.
 
-    /usr/bin/python3 tools/eval_fintrec.py demo/models/fintrec_movielens.pgf
+    python3 tools/eval_fintrec.py demo/models/fintrec_movielens.pgf
 """
 import argparse
 import csv

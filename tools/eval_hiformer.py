@@ -8,7 +8,7 @@ the evaluation of a model file on the time split of
 tools/hiformer_features.py (training rows before the cutoff, the latest 20%
 of events held out).
 
-    /usr/bin/python3 tools/eval_hiformer.py demo/models/hiformer_movielens.pgf
+    python3 tools/eval_hiformer.py demo/models/hiformer_movielens.pgf
 """
 import argparse
 import os

@@ -1,7 +1,7 @@
 """eval_solo.py: Fashion-MNIST accuracy of a SOLO model file in PyTorch
 (tools/llama.py over the weights exactly as the file stores them).
 
-  /usr/bin/python3 tools/eval_solo.py demo/models/solo_tiny.pgf [--n 1000] [--offset 0] [--json OUT]
+  python3 tools/eval_solo.py demo/models/solo_tiny.pgf [--n 1000] [--offset 0] [--json OUT]
 
 For each test image (Debian dataset-fashion-mnist, t10k split, from
 --offset): greedy decoding of the model's answer template with "What is

@@ -8,7 +8,7 @@ metadata (training facts, and the SQL binding queries under
 "sql.user_features", "sql.item_features", "sql.context_features" when
 given).  Tensor names and layouts: models/hiformer.h.
 
-    /usr/bin/python3 tools/export_hiformer.py CHECKPOINT.pt OUT.pgf
+    python3 tools/export_hiformer.py CHECKPOINT.pt OUT.pgf
 (a checkpoint written by tools/train_hiformer.py).
 """
 import argparse

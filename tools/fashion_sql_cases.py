@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """fashion_sql_cases.py: the 10,000 Fashion-MNIST test images as PNG files
 in a CSV table, for the SOLO quality test through SQL
 (test/sql/30_vlm.sql).

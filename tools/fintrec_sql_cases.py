@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """fintrec_sql_cases.py: FinTRec requests and PyTorch answers for the SQL
 parity test (test/sql/10_recommend.sql).
 

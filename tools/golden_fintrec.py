@@ -1,6 +1,6 @@
 """golden_fintrec.py: reference outputs for the C FinTRec model's parity test.
 
-    /usr/bin/python3 tools/golden_fintrec.py OUTDIR      (test/unit/golden/fintrec)
+    python3 tools/golden_fintrec.py OUTDIR      (test/unit/golden/fintrec)
 
 Writes, for each model, OUTDIR/<name>.pgf (the model) and
 OUTDIR/<name>.cases.pgf (its requests and the reference answers, stored as

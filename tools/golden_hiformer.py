@@ -26,7 +26,7 @@ Row file (little-endian):
          u32 n + i64[n]
 Values of a group are in the order the header lists that group's features.
 
-    /usr/bin/python3 tools/golden_hiformer.py test/unit/golden/hiformer
+    python3 tools/golden_hiformer.py test/unit/golden/hiformer
 """
 import glob
 import math

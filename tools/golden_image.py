@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """golden_image.py: reference data for the image codec (models/image.c).
 
 The references are independent of the C code: PIL (Debian python3-pil,

@@ -1,6 +1,6 @@
 """golden_kernels.py: PyTorch reference outputs for the C kernel tests.
 
-Usage: /usr/bin/python3 tools/golden_kernels.py OUT.pgf
+Usage: python3 tools/golden_kernels.py OUT.pgf
 
 Writes inputs and expected outputs of every kernel in kernels/kernels.h
 as tensors of one .pgf file (architecture "golden", no config), read by

@@ -2,8 +2,8 @@
 and tokenizer unit tests (test/unit/test_decoder.c, test_solo.c,
 test_tokenizer.c).
 
-Usage: /usr/bin/python3 tools/golden_solo.py OUT_DIR
-       PYTHONPATH=.whl/site /usr/bin/python3 tools/golden_solo.py --smollm2 MODEL.gguf OUT_DIR
+Usage: python3 tools/golden_solo.py OUT_DIR
+       PYTHONPATH=.whl/site python3 tools/golden_solo.py --smollm2 MODEL.gguf OUT_DIR
            (optional, `make unit-smollm2`: needs PyPI gguf and tokenizers,
            which tools/fetch_smollm2.sh puts in .whl/site)
 

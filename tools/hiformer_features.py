@@ -20,7 +20,7 @@ What it owns:
     "as of" time set to sampled held-out events and compares every value with
     this module's (relative tolerance 1e-9).
 
-    /usr/bin/python3 tools/hiformer_features.py --check-sql [--samples 300]
+    python3 tools/hiformer_features.py --check-sql [--samples 300]
 """
 import argparse
 import csv

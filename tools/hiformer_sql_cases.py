@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """hiformer_sql_cases.py: Hiformer requests and PyTorch probabilities for
 the SQL tests (test/sql/20_rank.sql), from the reference rows that
 tools/golden_hiformer.py writes for the C parity test.

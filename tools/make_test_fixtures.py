@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """make_test_fixtures.py: the models, reference outputs and broken files the
 foundation's SQL tests use.
 

@@ -1,8 +1,8 @@
 """train_fintrec.py: trains the demo FinTRec models on MovieLens latest-small.
 
     tools/data/movielens.sh                     # writes data/movielens.csv
-    /usr/bin/python3 tools/train_fintrec.py     # writes demo/models/fintrec_*.pgf
-    /usr/bin/python3 tools/train_fintrec.py --variants sasrec --out /tmp/x
+    python3 tools/train_fintrec.py     # writes demo/models/fintrec_*.pgf
+    python3 tools/train_fintrec.py --variants sasrec --out /tmp/x
                                                 # the plain SASRec baseline
 
 Seeded, one thread: the same run gives the same files (about 15 minutes

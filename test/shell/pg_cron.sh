@@ -10,7 +10,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; failed=1; fi; }
 q() { psql -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
-if [ ! -f "$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pg_cron.so" ]; then
+if [ ! -f "$("${PG_CONFIG:-$(command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)}" --pkglibdir)/pg_cron.so" ]; then
 	echo "Bail out! pg_cron is not installed (Debian package postgresql-15-cron)"
 	exit 1
 fi

@@ -87,11 +87,10 @@ main(void)
 				tokens_f[MAX_VALUES];
 	static int32_t tokens[MAX_VALUES];
 
-	tap_plan(42);
 	if (!tap_ok(f != NULL, "expected.csv exists"))
-		return tap_done();
+		return tap_done_testing();
 	if (getline(&line, &cap, f) < 0)	/* header */
-		return tap_done();
+		return tap_done_testing();
 	while (getline(&line, &cap, f) > 0)
 	{
 		char	   *comma = strchr(line, ',');
@@ -152,5 +151,5 @@ main(void)
 	free(line);
 	fclose(f);
 	tap_ok(count >= 35, "%d reference sequences checked", count);
-	return tap_done();
+	return tap_done_testing();
 }

@@ -193,7 +193,6 @@ main(void)
 	static const char *tags[] = {"a", "a_bf16", "a_q8", "b"};
 	PgfSoloModel *m = calloc(1, sizeof(PgfSoloModel));
 
-	tap_plan(4 * 2 * 3 + 3 + 3 * 3 + 1 + 5);
 	open_solo_ref();
 	for (int f = 0; f < 4; f++)
 	{
@@ -232,5 +231,5 @@ main(void)
 	}
 	free(m);
 	unload_file(&solo_ref);
-	return tap_done();
+	return tap_done_testing();
 }

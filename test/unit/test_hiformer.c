@@ -618,7 +618,6 @@ main(void)
 	if (b)
 		fclose(b);
 
-	tap_plan(n_models * 8 + n_broken + 5 + 2);
 	for (int i = 0; i < n_models; i++)
 	{
 		Loaded		l;
@@ -651,5 +650,5 @@ main(void)
 		unload(&l);
 	}
 	check_broken();
-	return tap_done();
+	return tap_done_testing();
 }

@@ -103,18 +103,6 @@ load_lines(const char *path)
 	return 0;
 }
 
-static int
-count_kind(const char *kind)
-{
-	int			n = 0;
-	size_t		len = strlen(kind);
-
-	for (int i = 0; i < n_lines; i++)
-		if (strncmp(lines[i], kind, len) == 0 && lines[i][len] == ' ')
-			n++;
-	return n;
-}
-
 /* ---- comparisons --------------------------------------------------------- */
 
 static void
@@ -839,29 +827,24 @@ check_interrupts_and_grey(void)
 int
 main(void)
 {
-	int			n_fixed = 20 + 4 + 6 + 4;
 	int			n_broken;
 	char	   *golden[MAX_LINES];
 	int			n_golden;
 
 	if (load_lines(GOLDEN "/manifest.txt") != 0)
 	{
-		tap_plan(1);
 		tap_ok(0, "golden data missing: run `make unit` (tools/golden_image.py)");
-		return tap_done();
+		return tap_done_testing();
 	}
 	n_golden = n_lines;
 	memcpy(golden, lines, sizeof(char *) * n_golden);
 	if (load_lines(BROKEN "/EXPECT") != 0)
 	{
-		tap_plan(1);
 		tap_ok(0, "broken-file corpus missing: " BROKEN "/EXPECT");
-		return tap_done();
+		return tap_done_testing();
 	}
 	n_broken = n_lines - n_golden;
 	n_lines = n_golden;
-	tap_plan(count_kind("decode") + count_kind("resize") + count_kind("patches") + 2 +
-			 n_broken + n_fixed);
 
 	for (int i = 0; i < n_golden; i++)
 	{
@@ -907,5 +890,5 @@ main(void)
 	tap_diag("worst: PNG decode %d, JPEG decode %d, resize %d (mean %.4f), patches %.3g",
 			 worst_decode_png, worst_decode_jpeg, worst_resize, worst_resize_mean,
 			 worst_patches);
-	return tap_done();
+	return tap_done_testing();
 }

@@ -627,7 +627,6 @@ main(void)
 
 	golden_open();
 	pgf_fatal_hook = fatal_to_test;
-	tap_plan(2 * N_ATTENTION_CASES + 1 + 3 + 4 * 5 + 3 * 5 + 1 + 2);
 	test_attention_golden();
 	test_attention_strides();
 	for (int b = 0; b < 4; b++)
@@ -639,5 +638,5 @@ main(void)
 	test_block_no_out_proj();
 	pgf_close(&golden_model);
 	free(golden_bytes);
-	return tap_done();
+	return tap_done_testing();
 }

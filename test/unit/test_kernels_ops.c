@@ -766,7 +766,6 @@ int
 main(void)
 {
 	golden_open();
-	tap_plan(34 + 24 + 5 + 4 + 4 + 1 + 6 + 3 + 11 + 3 + 1 + 7);
 	test_gemm_golden();
 	test_gemm_sweep();
 	test_linear();
@@ -782,5 +781,5 @@ main(void)
 	test_topk();
 	pgf_close(&golden_model);
 	free(golden_bytes);
-	return tap_done();
+	return tap_done_testing();
 }

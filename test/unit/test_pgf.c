@@ -483,11 +483,10 @@ test_header_text(void)
 int
 main(void)
 {
-	tap_plan(9 + 8 + 37 + 2 + 17);
 	test_round_trip();
 	test_python_files();
 	test_broken_corpus();
 	test_every_truncation();
 	test_header_text();
-	return tap_done();
+	return tap_done_testing();
 }

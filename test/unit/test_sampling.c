@@ -242,11 +242,10 @@ test_cuts(void)
 int
 main(void)
 {
-	tap_plan(8 + 7 + 4);
 	arena_setup();
 	test_greedy_limits();
 	test_hot_and_odd_logits();
 	test_cuts();
 	free(arena.base);
-	return tap_done();
+	return tap_done_testing();
 }
