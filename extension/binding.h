@@ -18,7 +18,7 @@
 #include "access/tupdesc.h"
 #include "executor/spi.h"
 
-#include "extension/pgformer.h"
+#include "extension/cache.h"
 
 typedef struct PgfBindingRole
 {
@@ -73,5 +73,8 @@ extern bool pgformer_datum_after(Datum value, Oid type, TimestampTz at);
 
 /* A type's name for messages. */
 extern const char *pgformer_type_name(Oid type);
+
+/* Transaction end: no call holds a binding query any more. */
+extern void pgformer_bindings_reset(void);
 
 #endif							/* PGFORMER_BINDING_H */

@@ -52,7 +52,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "extension/pgformer.h"
+#include "extension/cache.h"
+#include "extension/common.h"
 #include "extension/progress.h"
 #include "extension/registry.h"
 #include "extension/store.h"
@@ -275,9 +276,6 @@ transaction_ended(XactEvent event, void *arg)
 		default:
 			return;
 	}
-	pgformer_arenas_reset();
-	pgformer_bindings_reset();
-	pgformer_progress_reset();
 	if (mapped_in_transaction)
 	{
 		catalog_generation++;

@@ -12,7 +12,8 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "extension/pgformer.h"
+#include "extension/cache.h"
+#include "extension/common.h"
 #include "models/block_stack.h"
 
 PG_FUNCTION_INFO_V1(pgformer_encode);

@@ -19,7 +19,8 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "extension/pgformer.h"
+#include "extension/cache.h"
+#include "extension/common.h"
 #include "extension/registry.h"
 #include "extension/store.h"
 

@@ -1,7 +1,9 @@
 /*
- * pgformer.c: module entry point: GUCs, hooks that connect the kernels to
- * the backend (interrupts, internal errors, BLAS threads), and the reusable
- * per-backend arenas.
+ * pgformer.c: the module's entry point, and nothing else: _PG_init
+ * defines the settings, connects the kernels to the backend, sets up every
+ * file's callbacks, and (when preloaded) requests and sets up pgformer's
+ * shared memory: the registry, the progress slots and the re-rank workers'
+ * state.
  */
 #include "postgres.h"
 
@@ -13,157 +15,75 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "extension/pgformer.h"
+#include "extension/binding.h"
+#include "extension/cache.h"
+#include "extension/common.h"
 #include "extension/progress.h"
+#include "extension/rank.h"
+#include "extension/recommend.h"
 #include "extension/registry.h"
-#include "extension/rerank.h"
+#include "extension/rerank_worker.h"
+#include "extension/vlm.h"
+#include "kernels/runtime.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
-int			pgformer_threads = 1;
-int			pgformer_cache_size_mb = 4096;
-int			pgformer_max_models = 64;
-char	   *pgformer_default_model = NULL;
-
-/* Kernels call this between chunks of long work. */
-static void
-interrupt_hook(void)
-{
-	CHECK_FOR_INTERRUPTS();
-}
-
-static void
-fatal_hook(const char *message)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INTERNAL_ERROR),
-			 errmsg("pgformer internal error: %s", message)));
-	pg_unreachable();
-}
-
-void
-pgformer_prepare_kernels(void)
-{
-	pgf_set_threads(pgformer_threads);
-}
-
-char *
-pgformer_text_arg(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
-}
-
-int
-pgformer_positive_arg(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	int			value;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", what)));
-	value = PG_GETARG_INT32(argno);
-	if (value <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be positive, %d was given", what, value)));
-	return value;
-}
-
-int64
-pgformer_elapsed_us(TimestampTz start)
-{
-	return (int64) (GetCurrentTimestamp() - start);
-}
-
-/* ---- arenas ----------------------------------------------------------------- */
-
-#define PGF_MAX_NESTED_ARENAS 4
-
-typedef struct BackendArena
-{
-	PgfArena	arena;
-	char	   *raw;			/* what MemoryContextAlloc returned */
-	size_t		capacity;
-	bool		in_use;
-	SubTransactionId subxact;	/* where it was acquired */
-} BackendArena;
-
-static BackendArena arenas[PGF_MAX_NESTED_ARENAS];
-
-PgfArena *
-pgformer_arena_acquire(size_t bytes)
-{
-	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
-	{
-		BackendArena *a = &arenas[i];
-
-		if (a->in_use)
-			continue;
-		if (a->capacity < bytes)
-		{
-			size_t		capacity = Max(bytes, a->capacity * 2);
-
-			if (a->raw)
-				pfree(a->raw);
-			a->raw = NULL;
-			a->capacity = 0;
-			if (capacity + PGF_ARENA_ALIGN > MaxAllocHugeSize)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("a model call needs %zu bytes of working memory, more than one allocation can hold",
-								bytes)));
-			a->raw = MemoryContextAllocHuge(TopMemoryContext,
-											capacity + PGF_ARENA_ALIGN);
-			a->capacity = capacity;
-		}
-		pgf_arena_init(&a->arena,
-					   (void *) TYPEALIGN(PGF_ARENA_ALIGN, a->raw), a->capacity);
-		a->in_use = true;
-		a->subxact = GetCurrentSubTransactionId();
-		return &a->arena;
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-			 errmsg("pgformer: model calls nested more than %d deep", PGF_MAX_NESTED_ARENAS)));
-	return NULL;
-}
-
-void
-pgformer_arena_release(PgfArena *arena)
-{
-	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
-		if (&arenas[i].arena == arena)
-			arenas[i].in_use = false;
-}
-
-/* At transaction end every arena is free again (an error may skip release). */
-void
-pgformer_arenas_reset(void)
-{
-	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
-		arenas[i].in_use = false;
-}
-
 /*
- * A subtransaction that aborts (an exception block catching a model call's
- * error) frees the arenas its calls held: no call of it is still running.
+ * At transaction end no call is running: every arena is free, no binding
+ * query is held, no call reports progress (an error may have skipped the
+ * calls' own releases).
  */
 static void
-subtransaction_ended(SubXactEvent event, SubTransactionId subxact,
-					 SubTransactionId parent, void *arg)
+transaction_ended(XactEvent event, void *arg)
 {
-	if (event != SUBXACT_EVENT_ABORT_SUB)
-		return;
-	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
-		if (arenas[i].in_use && arenas[i].subxact == subxact)
-			arenas[i].in_use = false;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			pgformer_arenas_reset();
+			pgformer_bindings_reset();
+			pgformer_progress_reset();
+			break;
+		default:
+			break;
+	}
+}
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* All of pgformer's shared memory, requested at once. */
+static void
+shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(add_size(add_size(pgformer_registry_shmem_size(),
+											 pgformer_progress_shmem_size()),
+									pgformer_rerank_shmem_size()));
+	RequestNamedLWLockTranche("pgformer", 1);
+}
+
+static void
+shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	/* at server start (or after a crash) nothing is mapped: start afresh */
+	if (pgformer_registry_shmem_init() && !IsUnderPostmaster)
+		pgformer_cache_clear_folder();
+	pgformer_progress_shmem_init();
+	pgformer_rerank_shmem_init();
+	LWLockRelease(AddinShmemInitLock);
 }
 
 /* ---- module load -------------------------------------------------------------- */
@@ -210,8 +130,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("pgformer");
 
-	pgf_interrupt_hook = interrupt_hook;
-	pgf_fatal_hook = fatal_hook;
+	pgformer_install_kernel_hooks();
 
 	/*
 	 * OpenBLAS starts its worker threads when it is loaded.  In the
@@ -229,8 +148,15 @@ _PG_init(void)
 		pgf_set_threads(1);
 	}
 
-	RegisterSubXactCallback(subtransaction_ended, NULL);
-	pgformer_registry_init();
+	pgformer_arenas_init();
+	RegisterXactCallback(transaction_ended, NULL);
+	if (process_shared_preload_libraries_in_progress)
+	{
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = shmem_startup;
+	}
 	pgformer_rerank_worker_init();
 	pgformer_cache_init();
 	pgformer_recommend_init();

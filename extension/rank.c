@@ -35,7 +35,8 @@
 #include "utils/timestamp.h"
 
 #include "extension/binding.h"
-#include "extension/pgformer.h"
+#include "extension/cache.h"
+#include "extension/common.h"
 #include "extension/progress.h"
 #include "extension/rank.h"
 #include "models/hiformer.h"

@@ -9,7 +9,7 @@
 
 #include "utils/jsonb.h"
 
-#include "extension/pgformer.h"
+#include "extension/cache.h"
 
 /*
  * scores[i] = the ranker's probability (of task, NULL: the first task) for
@@ -19,5 +19,8 @@
 extern void pgformer_rank_candidates(PgfMapped *m, bool user_null, int64 user,
 									 TimestampTz at, Jsonb *context, const char *task,
 									 const int64 *ids, int n, float *scores);
+
+/* Registers the binding roles of Hiformer rankers (_PG_init). */
+extern void pgformer_rank_init(void);
 
 #endif							/* PGFORMER_RANK_H */

@@ -36,10 +36,12 @@
 #include "utils/timestamp.h"
 
 #include "extension/binding.h"
-#include "extension/pgformer.h"
+#include "extension/cache.h"
+#include "extension/common.h"
+#include "extension/recommend.h"
 #include "extension/progress.h"
 #include "extension/rank.h"
-#include "extension/rerank.h"
+#include "extension/rerank_worker.h"
 #include "models/fintrec.h"
 
 #define BATCH_USERS 128

@@ -15,10 +15,8 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "extension/pgformer.h"
-#include "extension/progress.h"
+#include "extension/common.h"
 #include "extension/registry.h"
-#include "extension/rerank.h"
 
 typedef enum EntryState
 {
@@ -57,42 +55,21 @@ static Registry *registry = NULL;
 static int *local_pins = NULL;	/* pins this backend holds, per slot */
 static bool exit_callback_registered = false;
 
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-
-static Size
-registry_size(void)
+Size
+pgformer_registry_shmem_size(void)
 {
 	return add_size(offsetof(Registry, entries),
 					mul_size(sizeof(RegistryEntry), pgformer_max_models));
 }
 
-/*
- * All of pgformer's shared memory is requested and set up here: the
- * registry, and beside it the progress slots (progress.c) and the re-rank
- * workers' latches (rerank_worker.c).
- */
-static void
-shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(add_size(add_size(registry_size(), pgformer_progress_shmem_size()),
-									pgformer_rerank_shmem_size()));
-	RequestNamedLWLockTranche("pgformer", 1);
-}
-
-static void
-registry_shmem_init(void)
+bool
+pgformer_registry_shmem_init(void)
 {
 	bool		found;
 
-	registry = ShmemInitStruct("pgformer registry", registry_size(), &found);
+	registry = ShmemInitStruct("pgformer registry", pgformer_registry_shmem_size(), &found);
 	if (!found)
 	{
-		/* at server start (or after a crash) nothing is mapped: start afresh */
-		if (!IsUnderPostmaster)
-			pgformer_cache_clear_folder();
 		registry->lock = &(GetNamedLWLockTranche("pgformer"))->lock;
 		ConditionVariableInit(&registry->changed);
 		registry->n_entries = pgformer_max_models;
@@ -107,29 +84,7 @@ registry_shmem_init(void)
 			pg_atomic_init_u64(&e->unknown_inputs, 0);
 		}
 	}
-}
-
-static void
-shmem_startup(void)
-{
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	registry_shmem_init();
-	pgformer_progress_shmem_init();
-	pgformer_rerank_shmem_init();
-	LWLockRelease(AddinShmemInitLock);
-}
-
-void
-pgformer_registry_init(void)
-{
-	if (!process_shared_preload_libraries_in_progress)
-		return;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = shmem_startup;
+	return !found;
 }
 
 bool

@@ -15,8 +15,13 @@
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 
-/* _PG_init: installs the shared-memory hooks (for every module) when preloading. */
-extern void pgformer_registry_init(void);
+/*
+ * Shared memory (requested and set up by pgformer.c): its size, and
+ * setting it up; true when it was created now (server start or a restart
+ * after a crash) rather than found.
+ */
+extern Size pgformer_registry_shmem_size(void);
+extern bool pgformer_registry_shmem_init(void);
 
 /* True when the registry exists (the library was preloaded). */
 extern bool pgformer_registry_available(void);

@@ -1,6 +1,6 @@
 /*
  * rerank_worker.c: the background workers that drain the re-rank queue
- * (see rerank.h).
+ * (see rerank_worker.h).
  *
  * pgformer.rerank_workers workers (started when pgformer is preloaded)
  * connect to the database pgformer.rerank_database.  Each loops: in one
@@ -39,8 +39,10 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "extension/pgformer.h"
-#include "extension/rerank.h"
+#include "extension/cache.h"
+#include "extension/common.h"
+#include "extension/recommend.h"
+#include "extension/rerank_worker.h"
 
 #define BATCH_ROWS 10000
 #define IDLE_MS 1000

@@ -1,17 +1,14 @@
 /*
  * store.c: the durable model store: catalog tables pgformer_model (one
  * row per version) and pgformer_model_chunk (the file's bytes in chunks,
- * so that no single value approaches the 1 GB limit), and the SQL
- * functions that load and drop models.
+ * so that no single value approaches the 1 GB limit): reading, storing and
+ * deleting versions, and who owns a model.  The SQL functions that load
+ * and drop models are in load.c.
  *
  * Catalog work runs as the extension's owner, so that callers need
  * EXECUTE on a function, never privileges on the tables.
  */
 #include "postgres.h"
-
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -25,7 +22,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/fd.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -34,7 +30,8 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
-#include "extension/pgformer.h"
+#include "extension/common.h"
+#include "models/arch.h"
 #include "extension/store.h"
 
 #define CHUNK_BYTES (8 * 1024 * 1024)
@@ -391,8 +388,8 @@ pgformer_catalog_read_chunks(int64 model_id,
 
 /* ---- loading ---------------------------------------------------------------- */
 
-static void
-check_model_name(const char *name)
+void
+pgformer_check_model_name(const char *name)
 {
 	size_t		len = strlen(name);
 
@@ -465,9 +462,9 @@ stored_digest(const char *schema, const char *name, int32 version)
  * on every shard, or a deployment script run twice) changes nothing; one
  * that holds other bytes is an error.
  */
-static int32
-store_model(const char *name, const uint8 *bytes, size_t size, const char *source,
-			int32 wanted)
+int32
+pgformer_store_model(const char *name, const uint8 *bytes, size_t size, const char *source,
+					 int32 wanted)
 {
 	PgfModel	file;
 	PgfStatus	status;
@@ -490,7 +487,7 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	char		cache_key[33];
 	Oid			table_oid;
 
-	check_model_name(name);
+	pgformer_check_model_name(name);
 	status = pgf_open(&file, bytes, size, PGF_VERIFY_DATA, &pgformer_palloc_allocator,
 					  err, sizeof(err));
 	if (status != PGF_OK)
@@ -606,138 +603,14 @@ store_model(const char *name, const uint8 *bytes, size_t size, const char *sourc
 	return version;
 }
 
-/* Errors unless a stat call (its result rc) found a regular file. */
-static void
-require_regular_file(int rc, const struct stat *st, const char *path, const char *verb)
-{
-	if (rc != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not %s model file \"%s\": %m", verb, path)));
-	if (!S_ISREG(st->st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a regular file", path)));
-}
-
 /*
- * The version a load asks for: 0 (the next one) for pgformer_load(name,
- * file); for pgformer_load(name, file, version) that version, which must
- * be positive and not null.
+ * Deletes version of name (every version, and the name's bindings, when
+ * all_versions) from the catalog, as its owner may; returns the deleted
+ * entries (id, crc, cache_key), or errors when there was none.
  */
-static int32
-wanted_version(FunctionCallInfo fcinfo)
+List *
+pgformer_catalog_drop(const char *name, int32 version, bool all_versions)
 {
-	int32		version;
-
-	if (PG_NARGS() < 3)
-		return 0;
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("version must not be null"),
-				 errhint("pgformer_load(name, file) stores the next version.")));
-	version = PG_GETARG_INT32(2);
-	if (version <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("version must be positive, not %d", version)));
-	return version;
-}
-
-/*
- * pgformer_load(name, path [, version]): a server file (superusers and
- * pg_read_server_files only).
- */
-PG_FUNCTION_INFO_V1(pgformer_load_path);
-Datum
-pgformer_load_path(PG_FUNCTION_ARGS)
-{
-	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
-	char	   *path = pgformer_text_arg(fcinfo, 1, "path");
-	int32		wanted = wanted_version(fcinfo);
-	int			fd;
-	struct stat st;
-	void	   *bytes = NULL;
-	int32		version = 0;
-
-	if (!superuser() && !has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to load a model from a server file"),
-				 errdetail("Only superusers and members of pg_read_server_files may read server files."),
-				 errhint("Pass the file's contents as bytea instead: pgformer_load(name, data).")));
-	check_model_name(name);
-
-	/*
-	 * Only a regular file is read.  Opening a FIFO or a device would block
-	 * (uninterruptibly) or read without end, so the type is checked before
-	 * the open, and the open itself does not block, in case the path was
-	 * swapped in between; the descriptor is checked again.
-	 */
-	require_regular_file(stat(path, &st), &st, path, "open");
-	fd = OpenTransientFile(path, O_RDONLY | O_NONBLOCK | PG_BINARY);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open model file \"%s\": %m", path)));
-	require_regular_file(fstat(fd, &st), &st, path, "stat");
-	if (st.st_size < PGF_PREAMBLE_LEN)
-	{
-		char		err[256];
-
-		CloseTransientFile(fd);
-		snprintf(err, sizeof(err), "file is %lld bytes, shorter than the %d-byte preamble",
-				 (long long) st.st_size, PGF_PREAMBLE_LEN);
-		pgformer_report_file_error(PGF_ERR_TRUNCATED, err);
-	}
-	bytes = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (bytes == MAP_FAILED)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not map model file \"%s\": %m", path)));
-	CloseTransientFile(fd);
-	PG_TRY();
-	{
-		version = store_model(name, bytes, st.st_size, path, wanted);
-	}
-	PG_FINALLY();
-	{
-		munmap(bytes, st.st_size);
-	}
-	PG_END_TRY();
-	PG_RETURN_INT32(version);
-}
-
-/* pgformer_load(name, data [, version]): the file's bytes */
-PG_FUNCTION_INFO_V1(pgformer_load_bytea);
-Datum
-pgformer_load_bytea(PG_FUNCTION_ARGS)
-{
-	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
-	bytea	   *data;
-	int32		wanted = wanted_version(fcinfo);
-
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model data must not be null")));
-	data = PG_GETARG_BYTEA_PP(1);
-	PG_RETURN_INT32(store_model(name, (const uint8 *) VARDATA_ANY(data),
-								VARSIZE_ANY_EXHDR(data), "bytea", wanted));
-}
-
-/*
- * pgformer_drop(name): every version; pgformer_drop(name, version): that
- * one (a null version is an error, never "all of them").
- */
-PG_FUNCTION_INFO_V1(pgformer_drop);
-Datum
-pgformer_drop(PG_FUNCTION_ARGS)
-{
-	char	   *name;
-	bool		all_versions = PG_NARGS() < 2;
-	int32		version = 0;
 	PgfOwnerContext owner;
 	const char *schema;
 	char	   *query;
@@ -747,19 +620,7 @@ pgformer_drop(PG_FUNCTION_ARGS)
 	char		nulls[2] = {' ', all_versions ? 'n' : ' '};
 	List	   *dropped = NIL;
 	Oid			table_oid;
-	ListCell   *lc;
 	MemoryContext caller = CurrentMemoryContext;
-
-	name = pgformer_text_arg(fcinfo, 0, "model name");
-	if (!all_versions)
-	{
-		if (PG_ARGISNULL(1))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("version must not be null"),
-					 errhint("pgformer_drop('%s') drops every version.", name)));
-		version = PG_GETARG_INT32(1);
-	}
 
 	pgformer_become_owner(&owner);
 	schema = pgformer_schema_quoted();
@@ -810,8 +671,7 @@ pgformer_drop(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("version %d of model \"%s\" does not exist", version, name)));
 	}
+	/* every backend re-resolves model names at its next call */
 	CacheInvalidateRelcacheByRelid(table_oid);
-	foreach(lc, dropped)
-		pgformer_cache_forget_at_commit(lfirst(lc));
-	PG_RETURN_INT32(list_length(dropped));
+	return dropped;
 }

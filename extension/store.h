@@ -1,6 +1,7 @@
 /*
- * store.h: reading the durable model store (catalog tables) and the
- * cache-file housekeeping the store's functions trigger.
+ * store.h: the durable model store (catalog tables): reading, storing and
+ * deleting versions, model owners, and running catalog work as the
+ * extension's owner.
  */
 #ifndef PGFORMER_STORE_H
 #define PGFORMER_STORE_H
@@ -8,6 +9,7 @@
 #include "postgres.h"
 
 #include "nodes/pg_list.h"
+#include "proto/pgf.h"
 
 /* One row of pgformer_model. */
 typedef struct PgfCatalogEntry
@@ -43,13 +45,57 @@ extern void pgformer_catalog_read_chunks(int64 model_id,
 /* The SHA-256 of bytes[size] (32 bytes into digest); can be cancelled. */
 extern void pgformer_sha256(const uint8 *bytes, size_t size, uint8 *digest);
 
-/*
- * cache.c: when the current transaction commits, removes the cache file of
- * a dropped version (mapped copies stay valid until unmapped).
- */
-extern void pgformer_cache_forget_at_commit(const PgfCatalogEntry *e);
+/* The name of a model: 1 to 63 bytes of valid text (42602 otherwise). */
+extern void pgformer_check_model_name(const char *name);
 
-/* cache.c: the cache file path of a version. */
-extern void pgformer_cache_path(char *path, const PgfCatalogEntry *e);
+/*
+ * Validates bytes as a model file this build can serve and stores it as
+ * version `wanted` of name, or as the next version when wanted is 0;
+ * returns the version.  A wanted version already holding these bytes (the
+ * same SHA-256) is returned as it is; one holding other bytes is 23505.
+ */
+extern int32 pgformer_store_model(const char *name, const uint8 *bytes, size_t size,
+								  const char *source, int32 wanted);
+
+/*
+ * Deletes a version of name (every version, and the name's bindings, when
+ * all_versions) as its owner may; returns the deleted entries (id, crc,
+ * cache_key), or errors (42704) when there was none.
+ */
+extern List *pgformer_catalog_drop(const char *name, int32 version, bool all_versions);
+
+/* Reports a pgf_open / bind failure as an ERROR with a fitting SQLSTATE. */
+extern void pgformer_report_file_error(PgfStatus status, const char *message)
+			pg_attribute_noreturn();
+
+/* protobuf-c allocations through palloc in the current memory context. */
+extern ProtobufCAllocator pgformer_palloc_allocator;
+
+/* The schema holding the extension's tables (quoted, ready for SQL). */
+extern const char *pgformer_schema_quoted(void);
+
+/* OID of table pgformer_model, or InvalidOid when the extension is absent. */
+extern Oid	pgformer_model_table_oid(void);
+
+/*
+ * Runs the caller's catalog work as the extension's owner, with search_path
+ * pinned to pg_catalog (statements still qualify every name).
+ */
+typedef struct PgfOwnerContext
+{
+	Oid			saved_userid;	/* the caller */
+	int			saved_sec_context;
+	int			guc_nest_level;
+} PgfOwnerContext;
+extern void pgformer_become_owner(PgfOwnerContext *ctx);
+extern void pgformer_restore_user(PgfOwnerContext *ctx);
+
+/*
+ * Runs one statement that returns no rows (query: its names qualified) as
+ * the extension's owner; errors with "could not <what>" unless SPI answers
+ * `expected`.  Returns the rows it processed.
+ */
+extern uint64 pgformer_owner_execute(const char *query, int nargs, Oid *types, Datum *values,
+									 int expected, const char *what);
 
 #endif							/* PGFORMER_STORE_H */

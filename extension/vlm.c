@@ -25,7 +25,9 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "extension/pgformer.h"
+#include "extension/cache.h"
+#include "extension/common.h"
+#include "extension/vlm.h"
 #include "extension/progress.h"
 #include "models/image.h"
 #include "models/solo.h"

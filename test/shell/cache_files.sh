@@ -83,7 +83,7 @@ ok $? "and removes the file"
 ok $? "the next call makes a good copy"
 
 # a dropped and recreated extension reuses ids: its files must not be taken
-python3 - "$FIXTURES/bs_tiny.pgf" "$dir/variant.pgf" <<'PY'
+"$(tools/python.sh)" - "$FIXTURES/bs_tiny.pgf" "$dir/variant.pgf" <<'PY'
 import struct, sys
 sys.path.insert(0, "tools")
 import pgf
