@@ -6,9 +6,9 @@
  *
  * REQUESTS holds ev.offsets [N+1], ev.items, ev.times, ev.types (newest
  * first) and case.now [N].  Prints one JSON line: single-user latency
- * (median, p99 over every request, REPEATS rounds) of fintrec_recommend
+ * (median, p99 over every request, REPEATS rounds) of pgf_fintrec_recommend
  * with k = 10 and exclude_seen, and the throughput of
- * fintrec_recommend_batch over all users in batches of 64.
+ * pgf_fintrec_recommend_batch over all users in batches of 64.
  * Build: make bench/fintrec_bench
  */
 #include <stdio.h>
@@ -63,7 +63,7 @@ main(int argc, char **argv)
 			   *req_bytes;
 	PgfModel	file,
 				reqs;
-	FintrecModel *model = calloc(1, sizeof(FintrecModel));
+	PgfFintrecModel *model = calloc(1, sizeof(PgfFintrecModel));
 	char		err[512];
 	int			repeats = argc > 3 ? atoi(argv[3]) : 3;
 	const int64_t *offsets,
@@ -72,7 +72,7 @@ main(int argc, char **argv)
 			   *nows;
 	const int32_t *types;
 	int			n;
-	FintrecEvents *ev;
+	PgfFintrecEvents *ev;
 	size_t		arena_bytes;
 	void	   *arena_memory;
 	PgfArena	arena;
@@ -106,7 +106,7 @@ main(int argc, char **argv)
 	types = tensor(&reqs, "ev.types");
 	nows = tensor(&reqs, "case.now");
 	n = (int) pgf_find(&reqs, "case.now")->shape[0];
-	ev = calloc(n, sizeof(FintrecEvents));
+	ev = calloc(n, sizeof(PgfFintrecEvents));
 	for (int i = 0; i < n; i++)
 	{
 		ev[i].n = (int) (offsets[i + 1] - offsets[i]);
@@ -118,21 +118,21 @@ main(int argc, char **argv)
 		if (ev[i].n > longest)
 			longest = ev[i].n;
 	}
-	arena_bytes = fintrec_arena_bytes(model, longest, BATCH);
+	arena_bytes = pgf_fintrec_arena_bytes(model, longest, BATCH);
 	if (posix_memalign(&arena_memory, PGF_ARENA_ALIGN, arena_bytes) != 0)
 		return 1;
 	pgf_arena_init(&arena, arena_memory, arena_bytes);
 
 	/* warm up, then single-user latency */
 	for (int i = 0; i < n && i < 50; i++)
-		fintrec_recommend(model, &ev[i], K, true, ids, scores, NULL, &arena, err, sizeof(err));
+		pgf_fintrec_recommend(model, &ev[i], K, true, ids, scores, NULL, &arena, err, sizeof(err));
 	lat = malloc(sizeof(double) * n * repeats);
 	for (int r = 0; r < repeats; r++)
 		for (int i = 0; i < n; i++)
 		{
 			double		t = now_us();
 
-			if (fintrec_recommend(model, &ev[i], K, true, ids, scores, NULL, &arena,
+			if (pgf_fintrec_recommend(model, &ev[i], K, true, ids, scores, NULL, &arena,
 								  err, sizeof(err)) < 0)
 			{
 				fprintf(stderr, "fintrec_bench: %s\n", err);
@@ -149,7 +149,7 @@ main(int argc, char **argv)
 		{
 			int			count = n - i < BATCH ? n - i : BATCH;
 
-			if (fintrec_recommend_batch(model, &ev[i], count, K, true, ids, scores, counts,
+			if (pgf_fintrec_recommend_batch(model, &ev[i], count, K, true, ids, scores, counts,
 										NULL, &arena, err, sizeof(err)) != 0)
 			{
 				fprintf(stderr, "fintrec_bench: %s\n", err);

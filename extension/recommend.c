@@ -247,7 +247,7 @@ fetch_events(PgfBoundQuery *q, int64 user, TimestampTz at, Events *ev)
 }
 
 static void
-to_request(const Events *ev, int64 now, FintrecEvents *req)
+to_request(const Events *ev, int64 now, PgfFintrecEvents *req)
 {
 	memset(req, 0, sizeof(*req));
 	req->n = ev->n;
@@ -307,19 +307,19 @@ typedef struct Ranked
 
 /* Top k for one request; k is clamped to the catalogue. */
 static void
-rank_one(PgfMapped *m, const FintrecEvents *req, int k, bool exclude_seen, Ranked *out)
+rank_one(PgfMapped *m, const PgfFintrecEvents *req, int k, bool exclude_seen, Ranked *out)
 {
-	const FintrecModel *model = m->bound;
+	const PgfFintrecModel *model = m->bound;
 	PgfArena   *arena;
 	char		err[256];
 	int			n_unknown = 0;
 
-	k = Min(k, fintrec_rows(model));
+	k = Min(k, pgf_fintrec_rows(model));
 	out->ids = palloc(sizeof(int64) * k);
 	out->scores = palloc(sizeof(float) * k);
 	pgformer_prepare_kernels();
-	arena = pgformer_arena_acquire(fintrec_arena_bytes(model, req->n, 1));
-	out->n = fintrec_recommend(model, req, k, exclude_seen, out->ids, out->scores,
+	arena = pgformer_arena_acquire(pgf_fintrec_arena_bytes(model, req->n, 1));
+	out->n = pgf_fintrec_recommend(model, req, k, exclude_seen, out->ids, out->scores,
 							   &n_unknown, arena, err, sizeof(err));
 	pgformer_arena_release(arena);
 	if (out->n < 0)
@@ -409,7 +409,7 @@ pgformer_recommend(PG_FUNCTION_ARGS)
 	int			candidates = PG_ARGISNULL(6) ? 200 : PG_GETARG_INT32(6);
 	PgfMapped  *m;
 	Events		ev;
-	FintrecEvents req;
+	PgfFintrecEvents req;
 	Ranked		ranked;
 	MemoryContext caller = CurrentMemoryContext;
 
@@ -473,7 +473,7 @@ pgformer_recommend_from(PG_FUNCTION_ARGS)
 	bool		exclude_seen = bool_argument(fcinfo, 4, true);
 	int64		now = (int64) timestamptz_to_time_t(GetCurrentTransactionStartTimestamp());
 	Events		ev;
-	FintrecEvents req;
+	PgfFintrecEvents req;
 	Ranked		ranked;
 	PgfMapped  *m;
 
@@ -536,7 +536,7 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 	bool	   *user_nulls;
 	int			n_users;
 	PgfMapped  *m;
-	const FintrecModel *model;
+	const PgfFintrecModel *model;
 	MemoryContext chunk_context;
 	MemoryContext caller = CurrentMemoryContext;
 	PgfBoundQuery *events;
@@ -553,7 +553,7 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 					  &users, &user_nulls, &n_users);
 	m = pgformer_acquire(model_argument(fcinfo, 2), "fintrec");
 	model = m->bound;
-	k = Min(k, fintrec_rows(model));
+	k = Min(k, pgf_fintrec_rows(model));
 	chunk_context = AllocSetContextCreate(caller, "pgformer batch", ALLOCSET_DEFAULT_SIZES);
 
 	SPI_connect();
@@ -564,7 +564,7 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 		int			count = Min(BATCH_USERS, n_users - first);
 		MemoryContext spi = MemoryContextSwitchTo(chunk_context);
 		Events	   *user_events = palloc0(sizeof(Events) * count);
-		FintrecEvents *reqs = palloc0(sizeof(FintrecEvents) * count);
+		PgfFintrecEvents *reqs = palloc0(sizeof(PgfFintrecEvents) * count);
 		int64	   *ids = palloc(sizeof(int64) * (size_t) count * k);
 		float	   *scores = palloc(sizeof(float) * (size_t) count * k);
 		int		   *counts = palloc(sizeof(int) * count);
@@ -583,8 +583,8 @@ pgformer_recommend_batch(PG_FUNCTION_ARGS)
 			CHECK_FOR_INTERRUPTS();
 		}
 		pgformer_prepare_kernels();
-		arena = pgformer_arena_acquire(fintrec_arena_bytes(model, longest, count));
-		if (fintrec_recommend_batch(model, reqs, count, k, exclude_seen, ids, scores,
+		arena = pgformer_arena_acquire(pgf_fintrec_arena_bytes(model, longest, count));
+		if (pgf_fintrec_recommend_batch(model, reqs, count, k, exclude_seen, ids, scores,
 									counts, unknown, arena, err, sizeof(err)) != 0)
 			report_request_error(err);
 		pgformer_arena_release(arena);

@@ -16,7 +16,7 @@
 static const PgfArch arches[] = {
 	{"block_stack", PGFORMER__MODEL_HEADER__CONFIG_BLOCK_STACK,
 	sizeof(PgfBlockStackModel), pgf_block_stack_bind},
-	{"fintrec", PGFORMER__MODEL_HEADER__CONFIG_FINTREC, sizeof(FintrecModel), fintrec_bind},
+	{"fintrec", PGFORMER__MODEL_HEADER__CONFIG_FINTREC, sizeof(PgfFintrecModel), pgf_fintrec_bind},
 	{"hiformer", PGFORMER__MODEL_HEADER__CONFIG_HIFORMER, sizeof(PgfHiformerModel), pgf_hiformer_bind},
 	{"solo", PGFORMER__MODEL_HEADER__CONFIG_SOLO, sizeof(PgfSoloModel), pgf_solo_bind},
 };

@@ -30,9 +30,9 @@
 /* ---- binding ------------------------------------------------------------ */
 
 PgfStatus
-fintrec_bind(const PgfModel *file, void *model, char *err, size_t errlen)
+pgf_fintrec_bind(const PgfModel *file, void *model, char *err, size_t errlen)
 {
-	FintrecModel *m = model;
+	PgfFintrecModel *m = model;
 	const Pgformer__FinTRecConfig *cfg = file->header->fintrec;
 	const Pgformer__ItemTable *items = file->header->items;
 	PgfBinder	b;
@@ -184,7 +184,7 @@ fintrec_bind(const PgfModel *file, void *model, char *err, size_t errlen)
 /* ---- small helpers -------------------------------------------------------- */
 
 int
-fintrec_rows(const FintrecModel *m)
+pgf_fintrec_rows(const PgfFintrecModel *m)
 {
 	return m->n_rows;
 }
@@ -195,7 +195,7 @@ fintrec_rows(const FintrecModel *m)
  * textbook search mispredict about half the time.
  */
 int
-fintrec_item_row(const FintrecModel *m, int64_t id)
+pgf_fintrec_item_row(const PgfFintrecModel *m, int64_t id)
 {
 	const int64_t *base = m->item_ids;
 	int			n = m->n_ids;
@@ -214,7 +214,7 @@ fintrec_item_row(const FintrecModel *m, int64_t id)
 }
 
 int64_t
-fintrec_row_id(const FintrecModel *m, int row)
+pgf_fintrec_row_id(const PgfFintrecModel *m, int row)
 {
 	if (row < m->item_first || row >= m->item_first + m->n_ids)
 		return -1;
@@ -222,28 +222,28 @@ fintrec_row_id(const FintrecModel *m, int row)
 }
 
 static bool
-uses_time(const FintrecModel *m)
+uses_time(const PgfFintrecModel *m)
 {
 	return m->time_encoding || m->time_bias;
 }
 
 /* Events kept as model input: the newest max_events. */
 static int
-kept_events(const FintrecModel *m, const FintrecEvents *ev)
+kept_events(const PgfFintrecModel *m, const PgfFintrecEvents *ev)
 {
 	return ev->n < m->max_events ? ev->n : m->max_events;
 }
 
 /* Tokens of a request. */
 static int
-token_count(const FintrecModel *m, int kept)
+token_count(const PgfFintrecModel *m, int kept)
 {
 	return m->n_prefix + kept + (m->query_token ? 1 : 0);
 }
 
 /* Array index of kept event i (0 = oldest kept). */
 static inline int
-event_index(const FintrecEvents *ev, int kept, int i)
+event_index(const PgfFintrecEvents *ev, int kept, int i)
 {
 	return ev->newest_first ? kept - 1 - i : ev->n - kept + i;
 }
@@ -311,7 +311,7 @@ add_row(float *x, const PgfMatrix *w, int r, float *tmp, int d)
 /* ---- request checks -------------------------------------------------------- */
 
 static int
-check_request(const FintrecModel *m, const FintrecEvents *ev, int user,
+check_request(const PgfFintrecModel *m, const PgfFintrecEvents *ev, int user,
 			  char *err, size_t errlen)
 {
 	char		who[32] = "";
@@ -391,7 +391,7 @@ floats(size_t n)
  * scoring phase come one after the other.
  */
 size_t
-fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch)
+pgf_fintrec_arena_bytes(const PgfFintrecModel *m, int max_events, int batch)
 {
 	int			kept = max_events < 0 ? 0 : (max_events < m->max_events ? max_events : m->max_events);
 	size_t		T = (size_t) token_count(m, kept);
@@ -462,7 +462,7 @@ fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch)
  * its bias matrix [len, len].
  */
 static void
-build_tokens(const FintrecModel *m, const FintrecEvents *ev, float *x, float *bias,
+build_tokens(const PgfFintrecModel *m, const PgfFintrecEvents *ev, float *x, float *bias,
 			 PgfArena *arena)
 {
 	size_t		mark = pgf_arena_mark(arena);
@@ -498,7 +498,7 @@ build_tokens(const FintrecModel *m, const FintrecEvents *ev, float *x, float *bi
 
 	/* events, oldest first */
 	for (int i = 0; i < kept; i++)
-		rows[i] = fintrec_item_row(m, ev->item_ids[event_index(ev, kept, i)]);
+		rows[i] = pgf_fintrec_item_row(m, ev->item_ids[event_index(ev, kept, i)]);
 	if (kept > 0)
 	{
 		pgf_embedding_gather(ev_x, &m->item_emb, rows, kept);
@@ -597,7 +597,7 @@ build_tokens(const FintrecModel *m, const FintrecEvents *ev, float *x, float *bi
  * KV cache.  Releases everything it allocates.
  */
 static void
-run_stack(const FintrecModel *m, float *x, int n_seg, const int *offsets,
+run_stack(const PgfFintrecModel *m, float *x, int n_seg, const int *offsets,
 		  const PgfAttnMask *masks, float *hs, PgfArena *arena)
 {
 	const PgfStack *st = &m->stack;
@@ -663,7 +663,7 @@ run_stack(const FintrecModel *m, float *x, int n_seg, const int *offsets,
  * n_unknown[b] when not NULL.  Everything else it allocates is released.
  */
 static void
-user_vectors(const FintrecModel *m, const FintrecEvents *users, int B, float *u,
+user_vectors(const PgfFintrecModel *m, const PgfFintrecEvents *users, int B, float *u,
 			 int *n_unknown, PgfArena *arena)
 {
 	size_t		mark = pgf_arena_mark(arena);
@@ -697,7 +697,7 @@ user_vectors(const FintrecModel *m, const FintrecEvents *users, int B, float *u,
 			int			unknown = 0;
 
 			for (int i = 0; i < users[b].n; i++)
-				if (fintrec_item_row(m, users[b].item_ids[i]) == m->item_unknown)
+				if (pgf_fintrec_item_row(m, users[b].item_ids[i]) == m->item_unknown)
 					unknown++;
 			n_unknown[b] = unknown;
 		}
@@ -748,7 +748,7 @@ user_vectors(const FintrecModel *m, const FintrecEvents *users, int B, float *u,
  * chunk of FINTREC_SCORE_CHUNK users over the item table.
  */
 static float *
-score_users(const FintrecModel *m, const FintrecEvents *users, int B, int *n_unknown,
+score_users(const PgfFintrecModel *m, const PgfFintrecEvents *users, int B, int *n_unknown,
 			PgfArena *arena)
 {
 	int			d = m->d;
@@ -772,7 +772,7 @@ score_users(const FintrecModel *m, const FintrecEvents *users, int B, int *n_unk
 
 /* Top k of one user's logits row (destroys it: excluded rows become NaN). */
 static int
-select_top(const FintrecModel *m, const FintrecEvents *ev, float *row, int k,
+select_top(const PgfFintrecModel *m, const PgfFintrecEvents *ev, float *row, int k,
 		   bool exclude_seen, int64_t *out_ids, float *out_scores, int32_t *idx)
 {
 	float		shift = m->bias_place ? m->bias_place[ev->placement] : 0.0f;
@@ -782,7 +782,7 @@ select_top(const FintrecModel *m, const FintrecEvents *ev, float *row, int k,
 	row[m->item_unknown] = NAN;
 	if (exclude_seen)
 		for (int i = 0; i < ev->n; i++)
-			row[fintrec_item_row(m, ev->item_ids[i])] = NAN;
+			row[pgf_fintrec_item_row(m, ev->item_ids[i])] = NAN;
 	if (k > m->n_rows)
 		k = m->n_rows;
 	if (k <= 0)
@@ -790,7 +790,7 @@ select_top(const FintrecModel *m, const FintrecEvents *ev, float *row, int k,
 	got = pgf_topk(row, m->n_rows, k, NULL, idx, out_scores);
 	for (int i = 0; i < got; i++)
 	{
-		out_ids[i] = fintrec_row_id(m, idx[i]);
+		out_ids[i] = pgf_fintrec_row_id(m, idx[i]);
 		out_scores[i] += shift;
 	}
 	return got;
@@ -799,7 +799,7 @@ select_top(const FintrecModel *m, const FintrecEvents *ev, float *row, int k,
 /* ---- entry points ----------------------------------------------------------- */
 
 int
-fintrec_recommend_batch(const FintrecModel *m, const FintrecEvents *users, int n_users,
+pgf_fintrec_recommend_batch(const PgfFintrecModel *m, const PgfFintrecEvents *users, int n_users,
 						int k, bool exclude_seen, int64_t *out_ids, float *out_scores,
 						int *out_counts, int *n_unknown, PgfArena *arena,
 						char *err, size_t errlen)
@@ -835,20 +835,20 @@ fintrec_recommend_batch(const FintrecModel *m, const FintrecEvents *users, int n
 }
 
 int
-fintrec_recommend(const FintrecModel *m, const FintrecEvents *ev, int k,
+pgf_fintrec_recommend(const PgfFintrecModel *m, const PgfFintrecEvents *ev, int k,
 				  bool exclude_seen, int64_t *out_ids, float *out_scores,
 				  int *n_unknown, PgfArena *arena, char *err, size_t errlen)
 {
 	int			count = 0;
 
-	if (fintrec_recommend_batch(m, ev, 1, k, exclude_seen, out_ids, out_scores, &count,
+	if (pgf_fintrec_recommend_batch(m, ev, 1, k, exclude_seen, out_ids, out_scores, &count,
 								n_unknown, arena, err, errlen) != 0)
 		return -1;
 	return count;
 }
 
 int
-fintrec_logits(const FintrecModel *m, const FintrecEvents *ev, float *out_logits,
+pgf_fintrec_logits(const PgfFintrecModel *m, const PgfFintrecEvents *ev, float *out_logits,
 			   int *n_unknown, PgfArena *arena, char *err, size_t errlen)
 {
 	size_t		mark;
@@ -867,7 +867,7 @@ fintrec_logits(const FintrecModel *m, const FintrecEvents *ev, float *out_logits
 }
 
 int
-fintrec_user_vector(const FintrecModel *m, const FintrecEvents *ev, float *out,
+pgf_fintrec_user_vector(const PgfFintrecModel *m, const PgfFintrecEvents *ev, float *out,
 					int *n_unknown, PgfArena *arena, char *err, size_t errlen)
 {
 	size_t		mark;

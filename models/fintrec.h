@@ -25,7 +25,7 @@
  * a valid request: the answer comes from the prefix and query tokens.
  *
  * Nothing allocates: every call works in a caller-owned arena of at least
- * fintrec_arena_bytes() bytes.  Work per call: the stack over the user's
+ * pgf_fintrec_arena_bytes() bytes.  Work per call: the stack over the user's
  * tokens, one GEMM over the item table and the top-k; nothing else is
  * proportional to the catalogue.
  */
@@ -37,7 +37,7 @@
 #define FINTREC_MAX_STATIC 64
 #define FINTREC_TIME_FEATURES 9
 
-typedef struct FintrecModel
+typedef struct PgfFintrecModel
 {
 	PgfStack	stack;
 	bool		decoder;		/* causal (pCTR) or bidirectional (pCVR) */
@@ -89,10 +89,10 @@ typedef struct FintrecModel
 	PgfMatrix	score_table;	/* [n_rows, d]: item_emb when tied */
 	const float *bias_item;		/* [n_rows] or NULL */
 	const float *bias_place;	/* [n_placements] or NULL */
-} FintrecModel;
+} PgfFintrecModel;
 
 /* One user's request.  Arrays have n entries; optional ones may be NULL. */
-typedef struct FintrecEvents
+typedef struct PgfFintrecEvents
 {
 	int			n;
 	const int64_t *item_ids;	/* external ids */
@@ -105,20 +105,20 @@ typedef struct FintrecEvents
 	const float *fm;			/* [d_fm]; NULL: zeros */
 	int			placement;		/* 0 .. n_placements - 1 */
 	int64_t		now;			/* request time, unix seconds */
-} FintrecEvents;
+} PgfFintrecEvents;
 
-/* Binds a validated file (PgfArch bind function; model is a FintrecModel). */
-PgfStatus	fintrec_bind(const PgfModel *file, void *model, char *err, size_t errlen);
+/* Binds a validated file (PgfArch bind function; model is a PgfFintrecModel). */
+PgfStatus	pgf_fintrec_bind(const PgfModel *file, void *model, char *err, size_t errlen);
 
 /*
  * Arena bytes for one call with up to batch users of up to max_events
  * events each (events beyond the model's max_events cost nothing extra,
  * except one byte each for the exclusion list).
  */
-size_t		fintrec_arena_bytes(const FintrecModel *m, int max_events, int batch);
+size_t		pgf_fintrec_arena_bytes(const PgfFintrecModel *m, int max_events, int batch);
 
-/* Rows of the item table (the length of fintrec_logits' output). */
-int			fintrec_rows(const FintrecModel *m);
+/* Rows of the item table (the length of pgf_fintrec_logits' output). */
+int			pgf_fintrec_rows(const PgfFintrecModel *m);
 
 /*
  * Top k items for one user: out_ids / out_scores get up to k entries,
@@ -128,7 +128,7 @@ int			fintrec_rows(const FintrecModel *m);
  * in err when the request is invalid (bad placement, event type, static
  * value, missing timestamps, negative k or n).
  */
-int			fintrec_recommend(const FintrecModel *m, const FintrecEvents *ev, int k,
+int			pgf_fintrec_recommend(const PgfFintrecModel *m, const PgfFintrecEvents *ev, int k,
 							  bool exclude_seen, int64_t *out_ids, float *out_scores,
 							  int *n_unknown, PgfArena *arena, char *err, size_t errlen);
 
@@ -137,20 +137,20 @@ int			fintrec_recommend(const FintrecModel *m, const FintrecEvents *ev, int k,
  * padding) through one stack pass, and all users are scored in one GEMM.
  * Output of user u: out_ids[u * k ..], out_scores[u * k ..], out_counts[u]
  * entries; n_unknown[u] (may be NULL).  The arena must hold
- * fintrec_arena_bytes(m, max events of any user, n_users).  Returns 0, or
+ * pgf_fintrec_arena_bytes(m, max events of any user, n_users).  Returns 0, or
  * -1 with a message naming the first invalid request.
  */
-int			fintrec_recommend_batch(const FintrecModel *m, const FintrecEvents *users,
+int			pgf_fintrec_recommend_batch(const PgfFintrecModel *m, const PgfFintrecEvents *users,
 									int n_users, int k, bool exclude_seen,
 									int64_t *out_ids, float *out_scores, int *out_counts,
 									int *n_unknown, PgfArena *arena,
 									char *err, size_t errlen);
 
 /*
- * Raw logits of every item row (fintrec_rows() of them, pad and unknown
+ * Raw logits of every item row (pgf_fintrec_rows() of them, pad and unknown
  * rows included), placement bias included.  Returns 0 or -1 with a message.
  */
-int			fintrec_logits(const FintrecModel *m, const FintrecEvents *ev,
+int			pgf_fintrec_logits(const PgfFintrecModel *m, const PgfFintrecEvents *ev,
 						   float *out_logits, int *n_unknown, PgfArena *arena,
 						   char *err, size_t errlen);
 
@@ -159,14 +159,14 @@ int			fintrec_logits(const FintrecModel *m, const FintrecEvents *ev,
  * row a is u . T[a] + beta_a + beta_place: what an inner-product index over
  * the scoring table needs.  Returns 0 or -1 with a message.
  */
-int			fintrec_user_vector(const FintrecModel *m, const FintrecEvents *ev,
+int			pgf_fintrec_user_vector(const PgfFintrecModel *m, const PgfFintrecEvents *ev,
 								float *out, int *n_unknown, PgfArena *arena,
 								char *err, size_t errlen);
 
 /* Item-table row of an external id, or the unknown row. */
-int			fintrec_item_row(const FintrecModel *m, int64_t id);
+int			pgf_fintrec_item_row(const PgfFintrecModel *m, int64_t id);
 
 /* External id of a real item row (row >= item_first), or -1. */
-int64_t		fintrec_row_id(const FintrecModel *m, int row);
+int64_t		pgf_fintrec_row_id(const PgfFintrecModel *m, int row);
 
 #endif							/* PGF_FINTREC_H */

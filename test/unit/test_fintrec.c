@@ -120,10 +120,10 @@ load_cases(const char *path, Cases *c)
 			c->max_events = (int) (c->offsets[i + 1] - c->offsets[i]);
 }
 
-static FintrecEvents
+static PgfFintrecEvents
 case_events(const Cases *c, int i)
 {
-	FintrecEvents ev;
+	PgfFintrecEvents ev;
 	int64_t		o = c->offsets[i];
 	const int32_t *fl = c->flags + (size_t) i * 5;
 
@@ -147,7 +147,7 @@ case_events(const Cases *c, int i)
  * score is within TOL of the reference's (a near-tie).
  */
 static bool
-same_top(const FintrecModel *m, const Cases *c, int i, const int64_t *got, int n,
+same_top(const PgfFintrecModel *m, const Cases *c, int i, const int64_t *got, int n,
 		 bool *exact)
 {
 	const int64_t *ref = c->top_ids + (size_t) i * TOP;
@@ -159,7 +159,7 @@ same_top(const FintrecModel *m, const Cases *c, int i, const int64_t *got, int n
 		return false;
 	for (int j = 0; j < n; j++)
 	{
-		int			row = fintrec_item_row(m, got[j]);
+		int			row = pgf_fintrec_item_row(m, got[j]);
 
 		if (got[j] == ref[j])
 			continue;
@@ -180,10 +180,10 @@ seconds(void)
 }
 
 static void
-check_model(const char *name, FintrecModel *m, Cases *c)
+check_model(const char *name, PgfFintrecModel *m, Cases *c)
 {
 	char		err[512];
-	size_t		bytes = fintrec_arena_bytes(m, c->max_events, c->n);
+	size_t		bytes = pgf_fintrec_arena_bytes(m, c->max_events, c->n);
 	void	   *mem = aligned_alloc(64, (bytes + 63) / 64 * 64);
 	PgfArena	arena;
 	float	   *logits = malloc(sizeof(float) * c->R);
@@ -212,14 +212,14 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 	pgf_arena_init(&arena, mem, (bytes + 63) / 64 * 64);
 	for (int i = 0; i < c->n; i++)
 	{
-		FintrecEvents ev = case_events(c, i);
+		PgfFintrecEvents ev = case_events(c, i);
 		int			unknown = -1,
 					got;
 		bool		exact;
 		double		diff;
 
 		/* logits over every row */
-		if (fintrec_logits(m, &ev, logits, &unknown, &arena, err, sizeof(err)) != 0)
+		if (pgf_fintrec_logits(m, &ev, logits, &unknown, &arena, err, sizeof(err)) != 0)
 		{
 			tap_diag("%s case %d: %s", name, i, err);
 			logit_fail++;
@@ -234,7 +234,7 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 			unknown_fail++;
 
 		/* top 10, seen items excluded */
-		got = fintrec_recommend(m, &ev, TOP, true, ids, scores, NULL, &arena, err, sizeof(err));
+		got = pgf_fintrec_recommend(m, &ev, TOP, true, ids, scores, NULL, &arena, err, sizeof(err));
 		if (got < 0 || !same_top(m, c, i, ids, got, &exact))
 		{
 			if (top_fail++ < 3)
@@ -266,7 +266,7 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 		}
 
 		/* k beyond the catalogue is clamped to what may be returned */
-		got = fintrec_recommend(m, &ev, kbig, true, ids, scores, NULL, &arena, err, sizeof(err));
+		got = pgf_fintrec_recommend(m, &ev, kbig, true, ids, scores, NULL, &arena, err, sizeof(err));
 		if (got != c->eligible[i])
 			clamp_fail++;
 		else
@@ -288,11 +288,11 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 
 	/* all requests in one batched call */
 	{
-		FintrecEvents *evs = malloc(sizeof(FintrecEvents) * c->n);
+		PgfFintrecEvents *evs = malloc(sizeof(PgfFintrecEvents) * c->n);
 
 		for (int i = 0; i < c->n; i++)
 			evs[i] = case_events(c, i);
-		if (fintrec_recommend_batch(m, evs, c->n, TOP, true, batch_ids, batch_scores, batch_n,
+		if (pgf_fintrec_recommend_batch(m, evs, c->n, TOP, true, batch_ids, batch_scores, batch_n,
 									batch_unknown, &arena, err, sizeof(err)) != 0)
 		{
 			tap_diag("%s batch: %s", name, err);
@@ -333,7 +333,7 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 
 		for (int i = 0; i < c->n; i += 7)
 		{
-			FintrecEvents ev = case_events(c, i);
+			PgfFintrecEvents ev = case_events(c, i);
 			float	   *row = malloc(sizeof(float) * c->R);
 			int			got,
 						want;
@@ -342,14 +342,14 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 			for (int r = 0; r < m->item_first; r++)
 				row[r] = NAN;
 			want = pgf_topk(row, c->R, TOP, NULL, idx, ref_s);
-			got = fintrec_recommend(m, &ev, TOP, false, ids, scores, NULL, &arena, err,
+			got = pgf_fintrec_recommend(m, &ev, TOP, false, ids, scores, NULL, &arena, err,
 									sizeof(err));
 			if (got != want)
 				fail++;
 			else
 				for (int j = 0; j < got; j++)
-					if (ids[j] != fintrec_row_id(m, idx[j]) &&
-						fabs((double) row[fintrec_item_row(m, ids[j])] - ref_s[j]) > TOL)
+					if (ids[j] != pgf_fintrec_row_id(m, idx[j]) &&
+						fabs((double) row[pgf_fintrec_item_row(m, ids[j])] - ref_s[j]) > TOL)
 						fail++;
 			free(row);
 		}
@@ -367,9 +367,9 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 
 		for (int i = 0; i < c->n; i += 9)
 		{
-			FintrecEvents ev = case_events(c, i);
+			PgfFintrecEvents ev = case_events(c, i);
 
-			if (fintrec_user_vector(m, &ev, u, NULL, &arena, err, sizeof(err)) != 0)
+			if (pgf_fintrec_user_vector(m, &ev, u, NULL, &arena, err, sizeof(err)) != 0)
 			{
 				vfail++;
 				continue;
@@ -395,7 +395,7 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 
 	/* cold start and unknown ids on the largest request of unknown ids */
 	{
-		FintrecEvents ev;
+		PgfFintrecEvents ev;
 		int64_t		unknown_ids[3] = {INT64_MIN, -7, INT64_MAX};
 		int64_t		ts[3] = {1500000000, 1500003600, 1500007200};
 		int			n_unknown = -1,
@@ -407,11 +407,11 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 		ev.timestamps = ts;
 		ev.now = 1500010000;
 		/* ids the random models cannot hold (they are drawn from [-1000, 1e9)) */
-		got = fintrec_recommend(m, &ev, TOP, true, ids, scores, &n_unknown, &arena, err,
+		got = pgf_fintrec_recommend(m, &ev, TOP, true, ids, scores, &n_unknown, &arena, err,
 								sizeof(err));
 		(void) got;
 		tap_ok(got == (m->n_ids < TOP ? m->n_ids : TOP) && n_unknown == 3 -
-			   (fintrec_item_row(m, -7) != m->item_unknown),
+			   (pgf_fintrec_item_row(m, -7) != m->item_unknown),
 			   "%s: unknown ids are counted (%d) and still get %d answers", name, n_unknown, got);
 	}
 
@@ -430,10 +430,10 @@ check_model(const char *name, FintrecModel *m, Cases *c)
 
 /* Requests and files a user can get wrong. */
 static void
-check_errors(FintrecModel *m, Loaded *file)
+check_errors(PgfFintrecModel *m, Loaded *file)
 {
 	char		err[512];
-	size_t		bytes = fintrec_arena_bytes(m, 4, 2);
+	size_t		bytes = pgf_fintrec_arena_bytes(m, 4, 2);
 	void	   *mem = aligned_alloc(64, (bytes + 63) / 64 * 64);
 	PgfArena	arena;
 	int64_t		items[3] = {m->item_ids[0], m->item_ids[1], m->item_ids[2]};
@@ -442,10 +442,10 @@ check_errors(FintrecModel *m, Loaded *file)
 	int32_t		static_ok[FINTREC_MAX_STATIC] = {0};
 	int64_t		ids[TOP];
 	float		scores[TOP];
-	FintrecEvents ev,
+	PgfFintrecEvents ev,
 				bad;
 	Pgformer__FinTRecConfig *cfg = file->file.header->fintrec;
-	FintrecModel *scratch = calloc(1, sizeof(FintrecModel));
+	PgfFintrecModel *scratch = calloc(1, sizeof(PgfFintrecModel));
 	float		tau;
 	int			got;
 
@@ -458,9 +458,9 @@ check_errors(FintrecModel *m, Loaded *file)
 	ev.static_values = static_ok;
 	ev.now = 1500010000;
 
-	got = fintrec_recommend(m, &ev, TOP, true, ids, scores, NULL, &arena, err, sizeof(err));
+	got = pgf_fintrec_recommend(m, &ev, TOP, true, ids, scores, NULL, &arena, err, sizeof(err));
 	tap_ok(got == TOP, "a valid request gets %d items (%d)", TOP, got);
-	got = fintrec_recommend(m, &ev, 0, true, ids, scores, NULL, &arena, err, sizeof(err));
+	got = pgf_fintrec_recommend(m, &ev, 0, true, ids, scores, NULL, &arena, err, sizeof(err));
 	tap_ok(got == 0, "k = 0 returns nothing");
 
 #define EXPECT_ERROR(what, mutate) \
@@ -468,7 +468,7 @@ check_errors(FintrecModel *m, Loaded *file)
 		bad = ev; \
 		mutate; \
 		err[0] = '\0'; \
-		got = fintrec_recommend(m, &bad, TOP, true, ids, scores, NULL, &arena, err, sizeof(err)); \
+		got = pgf_fintrec_recommend(m, &bad, TOP, true, ids, scores, NULL, &arena, err, sizeof(err)); \
 		tap_ok(got == -1 && err[0] != '\0', "%s is rejected: %s", what, err); \
 	} while (0)
 
@@ -483,7 +483,7 @@ check_errors(FintrecModel *m, Loaded *file)
 	EXPECT_ERROR("a negative event count", bad.n = -1);
 	EXPECT_ERROR("events without ids", bad.item_ids = NULL);
 	bad = ev;
-	got = fintrec_recommend(m, &bad, -1, true, ids, scores, NULL, &arena, err, sizeof(err));
+	got = pgf_fintrec_recommend(m, &bad, -1, true, ids, scores, NULL, &arena, err, sizeof(err));
 	tap_ok(got == -1 && err[0] != '\0', "a negative k is rejected: %s", err);
 
 	/* files whose config disagrees with their tensors */
@@ -512,17 +512,17 @@ check_errors(FintrecModel *m, Loaded *file)
 
 /* A rough per-user CPU time on a model (printed only, never asserted). */
 static void
-timing(const char *name, const FintrecModel *m)
+timing(const char *name, const PgfFintrecModel *m)
 {
 	int			n = m->max_events,
 				B = 64,
 				reps = 20;
-	size_t		bytes = fintrec_arena_bytes(m, n, B);
+	size_t		bytes = pgf_fintrec_arena_bytes(m, n, B);
 	void	   *mem = aligned_alloc(64, (bytes + 63) / 64 * 64);
 	PgfArena	arena;
 	int64_t    *items = malloc(sizeof(int64_t) * n);
 	int64_t    *ts = malloc(sizeof(int64_t) * n);
-	FintrecEvents *evs = malloc(sizeof(FintrecEvents) * B);
+	PgfFintrecEvents *evs = malloc(sizeof(PgfFintrecEvents) * B);
 	int64_t    *ids = malloc(sizeof(int64_t) * B * TOP);
 	float	   *scores = malloc(sizeof(float) * B * TOP);
 	int		   *counts = malloc(sizeof(int) * B);
@@ -541,22 +541,22 @@ timing(const char *name, const FintrecModel *m)
 	}
 	for (int b = 0; b < B; b++)
 	{
-		memset(&evs[b], 0, sizeof(FintrecEvents));
+		memset(&evs[b], 0, sizeof(PgfFintrecEvents));
 		evs[b].n = n;
 		evs[b].item_ids = items;
 		evs[b].timestamps = ts;
 		evs[b].now = ts[n - 1] + 600;
 	}
-	fintrec_recommend(m, &evs[0], TOP, true, ids, scores, NULL, &arena, err, sizeof(err));
+	pgf_fintrec_recommend(m, &evs[0], TOP, true, ids, scores, NULL, &arena, err, sizeof(err));
 	t0 = seconds();
 	for (int r = 0; r < reps; r++)
-		fintrec_recommend(m, &evs[0], TOP, true, ids, scores, NULL, &arena, err, sizeof(err));
+		pgf_fintrec_recommend(m, &evs[0], TOP, true, ids, scores, NULL, &arena, err, sizeof(err));
 	single = (seconds() - t0) / reps;
-	fintrec_recommend_batch(m, evs, B, TOP, true, ids, scores, counts, NULL, &arena, err,
+	pgf_fintrec_recommend_batch(m, evs, B, TOP, true, ids, scores, counts, NULL, &arena, err,
 							sizeof(err));
 	t0 = seconds();
 	for (int r = 0; r < 3; r++)
-		fintrec_recommend_batch(m, evs, B, TOP, true, ids, scores, counts, NULL, &arena, err,
+		pgf_fintrec_recommend_batch(m, evs, B, TOP, true, ids, scores, counts, NULL, &arena, err,
 								sizeof(err));
 	batch = (seconds() - t0) / (3 * B);
 	tap_diag("%s: %d events, %d items: %.0f us CPU per single call, %.0f us per user in a batch of %d (BLAS threads %d)",
@@ -579,7 +579,7 @@ main(void)
 				err[512];
 	FILE	   *list = fopen(GOLDEN_DIR "/models.txt", "r");
 	Loaded		files[MAX_MODELS];
-	FintrecModel *models[MAX_MODELS];
+	PgfFintrecModel *models[MAX_MODELS];
 
 	if (!list)
 		tap_bail("%s/models.txt is missing: run `make unit` (it runs tools/golden_fintrec.py)",
@@ -595,7 +595,7 @@ main(void)
 
 		snprintf(path, sizeof(path), "%s/%s.pgf", GOLDEN_DIR, names[i]);
 		load(path, &files[i]);
-		models[i] = calloc(1, sizeof(FintrecModel));
+		models[i] = calloc(1, sizeof(PgfFintrecModel));
 		st = pgf_model_bind(&files[i].file, models[i], err, sizeof(err));
 		tap_ok(st == PGF_OK, "%s binds%s%s", names[i], st == PGF_OK ? "" : ": ",
 			   st == PGF_OK ? "" : err);
@@ -607,9 +607,9 @@ main(void)
 		}
 		snprintf(path, sizeof(path), "%s/%s.cases.pgf", GOLDEN_DIR, names[i]);
 		load_cases(path, &cases);
-		if (cases.R != fintrec_rows(models[i]))
+		if (cases.R != pgf_fintrec_rows(models[i]))
 			tap_bail("%s: %d reference rows for %d model rows", names[i], cases.R,
-				 fintrec_rows(models[i]));
+				 pgf_fintrec_rows(models[i]));
 		check_model(names[i], models[i], &cases);
 		pgf_close(&cases.f.file);
 		free(cases.f.bytes);
