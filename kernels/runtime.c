@@ -14,6 +14,23 @@ void		(*pgf_interrupt_hook) (void) = NULL;
 void		(*pgf_fatal_hook) (const char *message) = NULL;
 
 void
+pgf_verror(char *err, size_t errlen, const char *fmt, va_list args)
+{
+	if (err && errlen > 0)
+		vsnprintf(err, errlen, fmt, args);
+}
+
+void
+pgf_error(char *err, size_t errlen, const char *fmt,...)
+{
+	va_list		args;
+
+	va_start(args, fmt);
+	pgf_verror(err, errlen, fmt, args);
+	va_end(args);
+}
+
+void
 pgf_fatal(const char *fmt,...)
 {
 	char		message[512];

@@ -15,6 +15,9 @@
 #ifndef PGF_RUNTIME_H
 #define PGF_RUNTIME_H
 
+#include <stdarg.h>
+#include <stddef.h>
+
 extern void (*pgf_interrupt_hook) (void);
 extern void (*pgf_fatal_hook) (const char *message);
 
@@ -24,6 +27,14 @@ pgf_check_interrupts(void)
 	if (pgf_interrupt_hook)
 		pgf_interrupt_hook();
 }
+
+/*
+ * The one way the C layers report a bad input: the message goes into the
+ * caller's buffer err[errlen] (nothing is written when err is NULL or
+ * errlen is 0), and the function returns its status code to its caller.
+ */
+void		pgf_error(char *err, size_t errlen, const char *fmt,...) __attribute__((format(printf, 3, 4)));
+void		pgf_verror(char *err, size_t errlen, const char *fmt, va_list args) __attribute__((format(printf, 3, 0)));
 
 /* Reports an internal error through pgf_fatal_hook (or aborts). */
 void		pgf_fatal(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/runtime.h"
+
 void
 pgf_binder_init(PgfBinder *b, const PgfModel *m, char *err, size_t errlen)
 {
@@ -26,12 +28,9 @@ pgf_bind_fail(PgfBinder *b, const char *fmt,...)
 	if (b->status != PGF_OK)
 		return;
 	b->status = PGF_ERR_CONFIG;
-	if (b->err && b->errlen)
-	{
-		va_start(args, fmt);
-		vsnprintf(b->err, b->errlen, fmt, args);
-		va_end(args);
-	}
+	va_start(args, fmt);
+	pgf_verror(b->err, b->errlen, fmt, args);
+	va_end(args);
 }
 
 static void

@@ -55,22 +55,8 @@ pgf_image_status_name(PgfImageStatus status)
 	return "unknown";
 }
 
-static PgfImageStatus set_error(char *err, size_t errlen, PgfImageStatus status,
-								const char *fmt,...) __attribute__((format(printf, 4, 5)));
-
-static PgfImageStatus
-set_error(char *err, size_t errlen, PgfImageStatus status, const char *fmt,...)
-{
-	va_list		args;
-
-	if (err && errlen > 0)
-	{
-		va_start(args, fmt);
-		vsnprintf(err, errlen, fmt, args);
-		va_end(args);
-	}
-	return status;
-}
+/* Writes a message into err[errlen] and gives status back (kernels/runtime.h). */
+#define set_error(err, errlen, status, ...) (pgf_error((err), (errlen), __VA_ARGS__), (status))
 
 /* ---- allocation ---------------------------------------------------------- */
 

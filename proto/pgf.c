@@ -13,27 +13,13 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "kernels/runtime.h"
 #include "proto/utf8.h"
 
 #define PGF_MAX_NAME_LEN 255
 
-static PgfStatus
-fail(char *err, size_t errlen, PgfStatus status, const char *fmt,...)
-__attribute__((format(printf, 4, 5)));
-
-static PgfStatus
-fail(char *err, size_t errlen, PgfStatus status, const char *fmt,...)
-{
-	va_list		args;
-
-	if (err && errlen > 0)
-	{
-		va_start(args, fmt);
-		vsnprintf(err, errlen, fmt, args);
-		va_end(args);
-	}
-	return status;
-}
+/* Writes a message into err[errlen] and gives status back (kernels/runtime.h). */
+#define fail(err, errlen, status, ...) (pgf_error((err), (errlen), __VA_ARGS__), (status))
 
 static uint32_t
 read_le32(const uint8_t *p)
