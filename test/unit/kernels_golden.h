@@ -14,90 +14,75 @@
 
 #include "kernels/kernels.h"
 #include "proto/pgf.h"
+#include "test/unit/golden.h"
 #include "test/unit/tap.h"
 
 #define GOLDEN_PATH "test/unit/golden/kernels.pgf"
 
-static PgfModel golden_model;
-static void *golden_bytes;
+static GoldenFile golden;
 
 /* Opens the reference file (fully verified) or bails out. */
 static inline void
 golden_open(void)
 {
-	size_t		size;
-	char		err[256];
-
-	golden_bytes = pgf_read_file(GOLDEN_PATH, &size);
-	if (!golden_bytes)
-		tap_bail("%s is missing: run `make unit` (it runs tools/golden_kernels.py)",
-					GOLDEN_PATH);
-	if (pgf_open(&golden_model, golden_bytes, size, PGF_VERIFY_DATA, NULL, err,
-				 sizeof(err)) != PGF_OK)
-		tap_bail("%s: %s", GOLDEN_PATH, err);
+	golden_load(&golden, GOLDEN_PATH, false, "tools/golden_kernels.py");
 }
 
 static inline const PgfTensor *
+golden_tensor(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+static inline const PgfTensor *
 golden_tensor(const char *fmt,...)
 {
-	char		name[256];
 	va_list		args;
 	const PgfTensor *t;
 
 	va_start(args, fmt);
-	vsnprintf(name, sizeof(name), fmt, args);
+	t = golden_vtensor(&golden, -1, -1, fmt, args);
 	va_end(args);
-	t = pgf_find(&golden_model, name);
-	if (!t)
-		tap_bail("tensor %s is not in %s: regenerate it", name, GOLDEN_PATH);
 	return t;
 }
 
 /* f32 tensor that must hold numel values (numel < 0: any). */
 static inline const float *
+golden_f32(long numel, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+static inline const float *
 golden_f32(long numel, const char *fmt,...)
 {
-	char		name[256];
 	va_list		args;
 	const PgfTensor *t;
 
 	va_start(args, fmt);
-	vsnprintf(name, sizeof(name), fmt, args);
+	t = golden_vtensor(&golden, PGF_DTYPE_F32, numel, fmt, args);
 	va_end(args);
-	t = golden_tensor("%s", name);
-	if (t->dtype != PGF_DTYPE_F32 || (numel >= 0 && t->numel != numel))
-		tap_bail("tensor %s: dtype %d with %lld values, expected f32 with %ld",
-					name, (int) t->dtype, (long long) t->numel, numel);
 	return (const float *) t->data;
 }
 
 static inline const int32_t *
+golden_i32(long numel, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+static inline const int32_t *
 golden_i32(long numel, const char *fmt,...)
 {
-	char		name[256];
 	va_list		args;
 	const PgfTensor *t;
 
 	va_start(args, fmt);
-	vsnprintf(name, sizeof(name), fmt, args);
+	t = golden_vtensor(&golden, PGF_DTYPE_I32, numel, fmt, args);
 	va_end(args);
-	t = golden_tensor("%s", name);
-	if (t->dtype != PGF_DTYPE_I32 || (numel >= 0 && t->numel != numel))
-		tap_bail("tensor %s: dtype %d with %lld values, expected i32 with %ld",
-					name, (int) t->dtype, (long long) t->numel, numel);
 	return (const int32_t *) t->data;
 }
 
 static inline bool
+golden_has(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+static inline bool
 golden_has(const char *fmt,...)
 {
-	char		name[256];
 	va_list		args;
+	bool		has;
 
 	va_start(args, fmt);
-	vsnprintf(name, sizeof(name), fmt, args);
+	has = golden_vhas(&golden, fmt, args);
 	va_end(args);
-	return pgf_find(&golden_model, name) != NULL;
+	return has;
 }
 
 /*

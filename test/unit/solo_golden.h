@@ -14,45 +14,25 @@
 #include "models/arch.h"
 #include "models/solo.h"
 #include "proto/pgf.h"
+#include "test/unit/golden.h"
 #include "test/unit/tap.h"
 
 #define SOLO_GOLDEN_DIR "test/unit/golden/"
 
-typedef struct LoadedFile
-{
-	void	   *bytes;
-	size_t		size;
-	PgfModel	file;
-} LoadedFile;
+/* A model file or reference opened with golden.h (all of them verified). */
+typedef GoldenFile LoadedFile;
 
 /* Opens a .pgf file (bails out if missing or invalid unless optional). */
 static inline bool
 load_file(LoadedFile *lf, const char *path, bool optional)
 {
-	char		err[512];
-
-	memset(lf, 0, sizeof(*lf));
-	lf->bytes = pgf_read_file(path, &lf->size);
-	if (!lf->bytes)
-	{
-		if (optional)
-			return false;
-		tap_bail("%s is missing: run `make unit` (it runs tools/golden_solo.py)", path);
-	}
-	if (pgf_open(&lf->file, lf->bytes, lf->size, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK)
-		tap_bail("%s: %s", path, err);
-	return true;
+	return golden_load(lf, path, optional, "tools/golden_solo.py");
 }
 
 static inline void
 unload_file(LoadedFile *lf)
 {
-	if (lf->bytes)
-	{
-		pgf_close(&lf->file);
-		free(lf->bytes);
-	}
-	memset(lf, 0, sizeof(*lf));
+	golden_unload(lf);
 }
 
 /* Opens and binds a solo model file. */
@@ -75,18 +55,16 @@ open_solo_ref(void)
 }
 
 static inline const PgfTensor *
+ref_tensor(const char *fmt,...) __attribute__((format(printf, 1, 2)));
+static inline const PgfTensor *
 ref_tensor(const char *fmt,...)
 {
-	char		name[256];
 	va_list		args;
 	const PgfTensor *t;
 
 	va_start(args, fmt);
-	vsnprintf(name, sizeof(name), fmt, args);
+	t = golden_vtensor(&solo_ref, -1, -1, fmt, args);
 	va_end(args);
-	t = pgf_find(&solo_ref.file, name);
-	if (!t)
-		tap_bail("tensor %s is not in the references: regenerate them", name);
 	return t;
 }
 

@@ -19,6 +19,7 @@
 
 #include "models/arch.h"
 #include "models/fintrec.h"
+#include "test/unit/golden.h"
 #include "test/unit/tap.h"
 
 #define GOLDEN_DIR "test/unit/golden/fintrec"
@@ -28,11 +29,7 @@
 #define CHECKS_PER_MODEL 10
 #define GENERAL_CHECKS 14
 
-typedef struct Loaded
-{
-	void	   *bytes;
-	PgfModel	file;
-} Loaded;
+typedef GoldenFile Loaded;
 
 typedef struct Cases
 {
@@ -63,24 +60,14 @@ typedef struct Cases
 static void
 load(const char *path, Loaded *out)
 {
-	size_t		size;
-	char		err[256];
-
-	out->bytes = pgf_read_file(path, &size);
-	if (!out->bytes)
-		tap_bail("%s is missing: run `make unit` (it runs tools/golden_fintrec.py)", path);
-	if (pgf_open(&out->file, out->bytes, size, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK)
-		tap_bail("%s: %s", path, err);
+	golden_load(out, path, false, "tools/golden_fintrec.py");
 }
 
+/* The data of tensor name, which must hold numel values (numel < 0: any). */
 static const void *
 need(const Loaded *l, const char *name, long numel)
 {
-	const PgfTensor *t = pgf_find(&l->file, name);
-
-	if (!t || (numel >= 0 && t->numel != numel))
-		tap_bail("golden tensor %s is missing or mis-sized: regenerate it", name);
-	return t->data;
+	return golden_vtensor_n(l, numel, name);
 }
 
 static void
@@ -611,8 +598,7 @@ main(void)
 			tap_bail("%s: %d reference rows for %d model rows", names[i], cases.R,
 				 pgf_fintrec_rows(models[i]));
 		check_model(names[i], models[i], &cases);
-		pgf_close(&cases.f.file);
-		free(cases.f.bytes);
+		golden_unload(&cases.f);
 	}
 	if (n_models == 0 || strcmp(names[0], "random_decoder") != 0)
 		tap_bail("the first golden model must be random_decoder");
@@ -623,8 +609,7 @@ main(void)
 	for (int i = 0; i < n_models; i++)
 	{
 		free(models[i]);
-		pgf_close(&files[i].file);
-		free(files[i].bytes);
+		golden_unload(&files[i]);
 	}
 	return tap_done_testing();
 }

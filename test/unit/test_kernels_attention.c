@@ -636,7 +636,6 @@ main(void)
 	test_block_cache("llama_q8", 6);
 	test_block_small_arena();
 	test_block_no_out_proj();
-	pgf_close(&golden_model);
-	free(golden_bytes);
+	golden_unload(&golden);
 	return tap_done_testing();
 }

@@ -779,7 +779,6 @@ main(void)
 	test_rope();
 	test_elementwise();
 	test_topk();
-	pgf_close(&golden_model);
-	free(golden_bytes);
+	golden_unload(&golden);
 	return tap_done_testing();
 }

@@ -1,0 +1,118 @@
+/*
+ * golden.h: the one reader of the unit tests' reference files: .pgf files
+ * (the model-file format, tools/pgf.py writes them from PyTorch) opened
+ * fully verified, and their tensors looked up by name with the dtype and
+ * size the test expects.  A missing or malformed reference stops the test
+ * binary ("Bail out!") with the generator that makes it.
+ */
+#ifndef PGF_TEST_GOLDEN_H
+#define PGF_TEST_GOLDEN_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/pgf.h"
+#include "test/unit/tap.h"
+
+typedef struct GoldenFile
+{
+	void	   *bytes;
+	size_t		size;
+	PgfModel	file;
+	char		path[256];
+} GoldenFile;
+
+/*
+ * Opens path into g.  A missing file gives false when optional, else
+ * bails out naming made_by (the generator, e.g. "tools/golden_solo.py").
+ */
+static inline bool
+golden_load(GoldenFile *g, const char *path, bool optional, const char *made_by)
+{
+	char		err[512];
+
+	memset(g, 0, sizeof(*g));
+	snprintf(g->path, sizeof(g->path), "%.255s", path);
+	g->bytes = pgf_read_file(path, &g->size);
+	if (!g->bytes)
+	{
+		if (optional)
+			return false;
+		tap_bail("%s is missing: run `make unit` (it runs %s)", path, made_by);
+	}
+	if (pgf_open(&g->file, g->bytes, g->size, PGF_VERIFY_DATA, NULL, err, sizeof(err)) != PGF_OK)
+		tap_bail("%s: %s", path, err);
+	return true;
+}
+
+static inline void
+golden_unload(GoldenFile *g)
+{
+	if (g->bytes)
+	{
+		pgf_close(&g->file);
+		free(g->bytes);
+	}
+	memset(g, 0, sizeof(*g));
+}
+
+/*
+ * The tensor named by fmt/args; with want_dtype >= 0 it must have that
+ * dtype, with numel >= 0 that many values.  Bails out otherwise.
+ */
+static inline const PgfTensor *
+golden_vtensor(const GoldenFile *g, int want_dtype, long numel, const char *fmt, va_list args)
+{
+	char		name[256];
+	const PgfTensor *t;
+
+	vsnprintf(name, sizeof(name), fmt, args);
+	t = pgf_find(&g->file, name);
+	if (!t)
+		tap_bail("tensor %s is not in %s: regenerate it", name, g->path);
+	if ((want_dtype >= 0 && (int) t->dtype != want_dtype) || (numel >= 0 && t->numel != numel))
+		tap_bail("tensor %s of %s: dtype %d with %lld values, expected dtype %d with %ld",
+				 name, g->path, (int) t->dtype, (long long) t->numel, want_dtype, numel);
+	return t;
+}
+
+static inline const PgfTensor *
+golden_tensor_of(const GoldenFile *g, const char *fmt,...) __attribute__((format(printf, 2, 3)));
+static inline const PgfTensor *
+golden_tensor_of(const GoldenFile *g, const char *fmt,...)
+{
+	va_list		args;
+	const PgfTensor *t;
+
+	va_start(args, fmt);
+	t = golden_vtensor(g, -1, -1, fmt, args);
+	va_end(args);
+	return t;
+}
+
+/* The data of tensor name (any dtype), which must hold numel values (< 0: any). */
+static inline const void *
+golden_vtensor_n(const GoldenFile *g, long numel, const char *name)
+{
+	const PgfTensor *t = golden_tensor_of(g, "%s", name);
+
+	if (numel >= 0 && t->numel != numel)
+		tap_bail("tensor %s of %s: %lld values, expected %ld", name, g->path,
+				 (long long) t->numel, numel);
+	return t->data;
+}
+
+/* Whether the tensor named by fmt is present. */
+static inline bool
+golden_vhas(const GoldenFile *g, const char *fmt, va_list args)
+{
+	char		name[256];
+
+	vsnprintf(name, sizeof(name), fmt, args);
+	return pgf_find(&g->file, name) != NULL;
+}
+
+#endif							/* PGF_TEST_GOLDEN_H */
