@@ -102,6 +102,7 @@ SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omi
 build/sanitize/%.o: %.c proto/model.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) $(SANITIZE_FLAGS) -Wno-unused-parameter -Wno-sign-compare \
+		-Wno-format-truncation -Wno-stringop-truncation \
 		-Wno-missing-field-initializers $(if $(findstring pb-c,$<),-Wno-extra) -c -o $@ $<
 else
 UNIT_BIN_DIR = test/unit/bin
