@@ -8,7 +8,7 @@ For each test image (Debian dataset-fashion-mnist, t10k split, from
 this?" (right when the answer is exactly the class name) and of its caption
 template (right when it is exactly "A black-and-white photo of a <noun>.").
 Images go through the file's own preprocessing settings (patch size,
-largest side) with PIL's bilinear resize, as models/image.c does.
+largest side) with PIL's bilinear resize, as models/image_resize.c does.
 Also prints a few examples and the confusion of the answers.
 """
 import argparse

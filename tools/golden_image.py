@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""golden_image.py: reference data for the image codec (models/image.c).
+"""golden_image.py: reference data for the image codec (models/image_codec.c, image_resize.c and image.c).
 
 The references are independent of the C code: PIL (Debian python3-pil,
 which decodes PNG with its own zlib-based decoder and JPEG through the same

@@ -12,7 +12,7 @@ patches go through one linear layer into the decoder's token stream.
       tools/convert_hf.py --adapter merges into the converted model
 
 Images: grey 28 x 28 -> RGB -> SOLO's size rule with P = 16 and a largest
-side of 32 (28 -> 32 x 32 by PIL's bilinear resize, as models/image.c) ->
+side of 32 (28 -> 32 x 32 by PIL's bilinear resize, as models/image_resize.c) ->
 /255 -> ImageNet mean/std -> 2 x 2 channel-major patches.
 Tasks (the templates stored in the model):
   caption: "A black-and-white photo of a sneaker."
@@ -69,7 +69,7 @@ def load_fashion(split):
 
 def preprocess(grey):
     """A grey image [H, W] uint8 -> (patches [nH*nW, 3*P*P] float32, nH, nW)
-    by SOLO's rule with PIL's bilinear resize (what models/image.c does)."""
+    by SOLO's rule with PIL's bilinear resize (what models/image_resize.c does)."""
     from PIL import Image
     h, w = grey.shape
     tw, th = llama.solo_size(w, h, PATCH, MAX_SIDE)

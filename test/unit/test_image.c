@@ -1,5 +1,5 @@
 /*
- * test_image.c: the image codec (models/image.c) against PIL and torch.
+ * test_image.c: the image codec (models/image_codec.c, image_resize.c, image.c) against PIL and torch.
  *
  * Goldens come from tools/golden_image.py (test/unit/golden/image/, made by
  * `make unit`): PNG variants and JPEG variants decoded by PIL, PIL's
