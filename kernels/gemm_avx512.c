@@ -5,7 +5,7 @@
  * Q K^T and P V.
  *
  * The library's BLAS is held to AVX2 kernels on these CPUs (see
- * shared/notes/postgres.md), which leaves half of the machine's
+ * docs/design.md, "Machine and threading"), which leaves half of the machine's
  * floating-point width unused.  This is the classic blocked scheme: B is
  * packed in blocks of KC rows by NC columns into panels of NR = 32
  * columns (two 16-float vectors), and a 12 x 32 register tile of C is

@@ -1,6 +1,6 @@
 /*
- * hiformer.h: the Hiformer ranker (Gui et al. 2023; spec
- * shared/models/recsys.md section 1): a pointwise model over user, context
+ * hiformer.h: the Hiformer ranker (Gui et al. 2023;
+ * docs/hiformer.md): a pointwise model over user, context
  * and item features that scores N candidates for one request.
  *
  * Tokens.  The feature specs of the file (ModelHeader.features) define the

@@ -4,7 +4,7 @@
  * normalisation and channel-major patchify.
  *
  * The pipeline reproduces what SOLO's Python preprocessing does with PIL
- * and torchvision (spec: vlm.md section 2.3):
+ * and torchvision (docs/solo.md, "Images"):
  *   Image.open(bytes).convert("RGB")
  *   -> torchvision Resize((H', W')) = PIL resize, bilinear with antialias
  *   -> ToTensor (v / 255) -> Normalize(mean, std)
@@ -144,7 +144,7 @@ PgfImageStatus pgf_image_decode(const void *bytes, size_t size, int channels,
 void		pgf_image_release(PgfImage *img, const PgfImageAllocator *alloc);
 
 /*
- * SOLO's resize rule (vlm.md 2.3 step 2) for a W x H image, patch P and
+ * SOLO's resize rule (docs/solo.md, "Images") for a W x H image, patch P and
  * longest side max_side (a multiple of P):
  *   new_long  = min(ceil(long / P) * P, max_side)
  *   new_short = ceil(floor(new_long * short / long) / P) * P, at least P

@@ -1,6 +1,6 @@
 /*
  * solo.h: the "solo" architecture: a Llama-family decoder (decoder.h) whose
- * input can hold raw image patches (SOLO, shared/models/vlm.md section 2),
+ * input can hold raw image patches (SOLO, docs/solo.md),
  * its tokenizer, prompt templates and the generation driver behind the
  * SQL functions caption(), answer(), generate_text() and
  * image_embedding().  With patch_size 0 it is a plain text LLM.

@@ -3,7 +3,7 @@
     write_pgf(model, item_ids, path, name, metadata)   -> bytes written
     load_pgf(path) -> (model, item_ids, metadata)       (float64 with double=True)
 
-Tensor names (shared/models/recsys.md 2.8; stack naming of
+Tensor names (docs/fintrec.md, "Tensors"; stack naming of
 models/transformer.h).  Head prefix H = fin.ctr (decoder) or fin.cvr
 (encoder), stack prefix S = fin.dec or fin.enc:
 

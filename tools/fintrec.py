@@ -1,8 +1,8 @@
 """fintrec.py: the PyTorch reference of the FinTRec sequence recommender.
 
 This is the model the C code (models/fintrec.c) must reproduce, written
-independently of it, and the model the training script fits.  Spec:
-shared/models/recsys.md sections 2 and 3.
+independently of it, and the model the training script fits.  Design:
+docs/fintrec.md.
 
 One user request is a *sequence*:
 

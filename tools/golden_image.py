@@ -4,7 +4,7 @@
 The references are independent of the C code: PIL (Debian python3-pil,
 which decodes PNG with its own zlib-based decoder and JPEG through the same
 libjpeg-turbo) for decoding and resizing, and torch for normalisation and
-the unfold-based patchify that SOLO's preprocessing uses (vlm.md 2.3).
+the unfold-based patchify that SOLO's preprocessing uses (docs/solo.md, "Images").
 torchvision's Resize on a PIL image is PIL's Image.resize((W, H),
 Image.BILINEAR); torchvision itself is not needed to reproduce it.
 
@@ -140,7 +140,7 @@ def pil_rgb(data):
 
 
 def solo_target(w, h, p, max_side):
-    """vlm.md 2.3 step 2, written from the formula (floats as in Python)."""
+    """The size rule of docs/solo.md ("Images"), written from the formula (floats as in Python)."""
     lng, shrt = max(w, h), min(w, h)
     new_long = min(math.ceil(lng / p) * p, max_side)
     new_short = math.ceil(math.floor(new_long * shrt / lng) / p) * p

@@ -9,7 +9,7 @@ Usage: python3 tools/golden_solo.py OUT_DIR
 
 Writes into OUT_DIR (seeded: the same files on every run):
   solo_a.pgf, solo_a_bf16.pgf, solo_a_q8.pgf
-        the tiny SOLO of vlm.md 2.8 (d 128, 4 layers, 4 heads, 2 KV heads,
+        the tiny SOLO config (d 128, 4 layers, 4 heads, 2 KV heads,
         SwiGLU 352, patch 16, max side 64, untied head, no biases), byte
         tokenizer; random weights, stored as f32, bf16 and q8
   solo_b_hf.pgf

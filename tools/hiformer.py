@@ -1,5 +1,5 @@
-"""hiformer.py: the PyTorch reference of the Hiformer ranker (spec:
-shared/models/recsys.md section 1) and of its input encoding.
+"""hiformer.py: the PyTorch reference of the Hiformer ranker (design:
+docs/hiformer.md) and of its input encoding.
 
 What it owns:
   - HiformerConfig and Feature: the architecture's hyperparameters and one

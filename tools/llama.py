@@ -1,5 +1,5 @@
 """llama.py: the PyTorch reference for pgformer's Llama-family decoder and
-SOLO's pixel-patch input (shared/models/vlm.md sections 1 and 2).
+SOLO's pixel-patch input (docs/solo.md).
 
 This is the independent reference the C decoder (models/decoder.c,
 models/solo.c) is tested against, the model the training scripts train, and
@@ -20,7 +20,7 @@ Tensor names in the .pgf file (models/transformer.h naming, prefix "dec"):
   dec.head.weight [V, d]         output projection when not tied
 Tokenizer side tables (models/tokenizer.h) are written by tokenizer_ref.py.
 
-Image input (shared/models/vlm.md 2.3): the SOLO size rule, per-channel
+Image input (docs/solo.md, "Images"): the SOLO size rule, per-channel
 normalisation and channel-major patches; `image_block` lays out
 <vision> P .. P <vrow_sep> P .. P <close>.
 """

@@ -1,6 +1,6 @@
 """pgf.py: write and read pgformer model files (.pgf) from Python.
 
-The format (see proto/model.proto and DESIGN.md):
+The format (see proto/model.proto and docs/design.md):
 
     "PGFMODEL" | version u32 LE | header length u32 LE | ModelHeader protobuf |
     zero padding to 64 | data section (each tensor 64-byte aligned)
@@ -8,8 +8,8 @@ The format (see proto/model.proto and DESIGN.md):
 Exporters build a Writer, set the typed config on ``writer.header`` and add
 tensors (numpy arrays or torch tensors); ``read`` returns the header and
 numpy views of every tensor.  The C reader (proto/pgf.c) and this module
-read each other's files; test/unit/test_pgf_python.c and
-tools/test_pgf.py check it.
+read each other's files; test/unit/test_pgf.c checks files this module
+wrote (the fixtures of tools/make_test_fixtures.py).
 """
 import os
 import struct

@@ -4,7 +4,7 @@ way the SOLO paper builds its model at small scale: raw 16 x 16 pixel
 patches go through one linear layer into the decoder's token stream.
 
   python3 tools/train_solo.py tiny --out demo/models/solo_tiny.pgf
-      the tiny config of vlm.md 2.8 (d 128, 4 layers), byte tokenizer,
+      the tiny config (d 128, 4 layers), byte tokenizer,
       trained from scratch (a few minutes on 2 cores)
   PYTHONPATH=.whl/site python3 tools/train_solo.py smollm2 --gguf MODEL.gguf --out ADAPTER.pgf
       SmolLM2-135M-Instruct, frozen; trains the patch projection and the
