@@ -10,7 +10,7 @@
  *   user_features     $1 = user id (bigint), one row
  *   item_features     $1 = candidate ids (bigint[]), one row per known item,
  *                     first column item_id
- *   context_features  no parameter, one row (or the context jsonb of a call)
+ *   context_features  $1 the as-of time (it may ignore it), one row (or the context jsonb of a call)
  * Missing rows and NULL values take the model's defaults; NaN is missing;
  * categories outside a vocabulary take the unknown row; all of them are
  * counted in pgformer_cache.unknown_inputs.  recommend() uses
