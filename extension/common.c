@@ -152,23 +152,15 @@ pgformer_arenas_reset(void)
 }
 
 /*
- * A subtransaction that aborts (an exception block catching a model call's
- * error) frees the arenas its calls held: no call of it is still running.
+ * A subtransaction that aborted (an exception block catching a model
+ * call's error) frees the arenas its calls held: no call of it is still
+ * running.
  */
-static void
-subtransaction_ended(SubXactEvent event, SubTransactionId subxact,
-					 SubTransactionId parent, void *arg)
-{
-	if (event != SUBXACT_EVENT_ABORT_SUB)
-		return;
-	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
-		if (arenas[i].in_use && arenas[i].subxact == subxact)
-			arenas[i].in_use = false;
-}
-
 void
-pgformer_arenas_init(void)
+pgformer_arenas_subxact_abort(SubTransactionId subxact)
 {
-	RegisterSubXactCallback(subtransaction_ended, NULL);
+	for (int i = 0; i < PGF_MAX_NESTED_ARENAS; i++)
+		if (arenas[i].in_use && arenas[i].subxact >= subxact)
+			arenas[i].in_use = false;
 }
 

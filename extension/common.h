@@ -37,8 +37,8 @@ extern void pgformer_arena_release(PgfArena *arena);
 /* Marks every arena free again (transaction end). */
 extern void pgformer_arenas_reset(void);
 
-/* Registers the callback that frees a failed subtransaction's arenas. */
-extern void pgformer_arenas_init(void);
+/* A subtransaction aborted: frees the arenas of the calls it (or a child) held. */
+extern void pgformer_arenas_subxact_abort(SubTransactionId subxact);
 
 /* Applies pgformer.threads to BLAS before a model call. */
 extern void pgformer_prepare_kernels(void);

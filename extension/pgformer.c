@@ -57,6 +57,21 @@ transaction_ended(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * A subtransaction that aborted (an exception block caught a model call's
+ * error) ended the calls that started in it: their arenas are free and
+ * they report no progress.
+ */
+static void
+subtransaction_ended(SubXactEvent event, SubTransactionId subxact,
+					 SubTransactionId parent, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	pgformer_arenas_subxact_abort(subxact);
+	pgformer_progress_subxact_abort(subxact);
+}
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -148,7 +163,7 @@ _PG_init(void)
 		pgf_set_threads(1);
 	}
 
-	pgformer_arenas_init();
+	RegisterSubXactCallback(subtransaction_ended, NULL);
 	RegisterXactCallback(transaction_ended, NULL);
 	if (process_shared_preload_libraries_in_progress)
 	{

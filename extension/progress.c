@@ -9,6 +9,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -35,6 +36,10 @@ typedef struct ProgressSlot
 static ProgressSlot *slots = NULL;
 static int	n_slots = 0;
 static int	depth = 0;			/* nesting of long calls in this backend */
+
+/* the subtransaction each open call started in (the first levels) */
+#define PROGRESS_MAX_DEPTH 16
+static SubTransactionId started_in[PROGRESS_MAX_DEPTH];
 
 static Size
 slots_size(void)
@@ -95,6 +100,8 @@ pgformer_progress_start(const char *function, const char *model, int64 total)
 {
 	ProgressSlot *s = my_slot();
 
+	if (depth < PROGRESS_MAX_DEPTH)
+		started_in[depth] = GetCurrentSubTransactionId();
 	if (depth++ > 0 || s == NULL)
 		return;
 	write_slot(s, MyProcPid, function, model ? model : "", total);
@@ -116,6 +123,14 @@ pgformer_progress_end(void)
 
 	if (depth > 0 && --depth == 0 && s != NULL)
 		write_slot(s, 0, "", "", 0);
+}
+
+void
+pgformer_progress_subxact_abort(SubTransactionId subxact)
+{
+	/* calls started in subxact or in its children (later ids) are gone */
+	while (depth > 0 && depth <= PROGRESS_MAX_DEPTH && started_in[depth - 1] >= subxact)
+		pgformer_progress_end();
 }
 
 void

@@ -21,6 +21,12 @@ extern void pgformer_progress_update(int64 done);
 
 /* The call ended (also at transaction end, for calls an error cut short). */
 extern void pgformer_progress_end(void);
+
+/*
+ * A subtransaction aborted (an exception block caught a call's error): the
+ * calls that started inside it are over.
+ */
+extern void pgformer_progress_subxact_abort(SubTransactionId subxact);
 extern void pgformer_progress_reset(void);
 
 #endif							/* PGFORMER_PROGRESS_H */

@@ -4,7 +4,7 @@
 -- cancelled or finished.  Image calls show their tokens out of max_tokens.  Runs outside a transaction: the other session
 -- must see the model.
 \ir helpers.psql
-SELECT plan(11);
+SELECT plan(12);
 
 SELECT pgformer_load('pr_rec', :'fixtures' || '/random_sasrec.pgf') AS v \gset
 CREATE TABLE pr_events (user_id bigint, item_id bigint, ts timestamptz);
@@ -89,6 +89,28 @@ DO $$BEGIN
 END$$;
 SELECT is((SELECT count(*) FROM pgformer_progress WHERE model = 'pr_vlm'), 0::bigint,
           'the row goes when the statement is cancelled');
+
+-- a call whose error an exception block catches leaves no row behind
+CREATE FUNCTION pr_fail(u bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF u = 2 THEN RAISE EXCEPTION 'no events for user 2'; END IF;
+    RETURN true;
+END $$;
+SELECT pgformer_load('pr_err', :'fixtures' || '/random_sasrec.pgf') AS v \gset
+SELECT pgformer_bind('pr_err', 'events',
+    'SELECT item_id, ts FROM pr_events WHERE user_id = $1 AND pr_fail($1)') AS b \gset
+CREATE TEMP TABLE after_error (rows bigint);
+DO $$BEGIN
+    BEGIN
+        PERFORM count(*) FROM recommend_batch(ARRAY[1, 2, 3]::bigint[], 5, 'pr_err');
+    EXCEPTION WHEN others THEN NULL;
+    END;
+    INSERT INTO after_error SELECT count(*) FROM pgformer_progress WHERE pid = pg_backend_pid();
+END$$;
+SELECT is((SELECT rows FROM after_error), 0::bigint,
+          'a batch whose error was caught leaves no row, even before the transaction ends');
+SELECT pgformer_drop('pr_err') AS d \gset
+DROP FUNCTION pr_fail(bigint);
 
 SELECT dblink_disconnect('busy') AS d \gset
 SELECT pgformer_drop('pr_vlm') AS d \gset
