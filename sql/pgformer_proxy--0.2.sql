@@ -257,12 +257,10 @@ BEGIN
                       HINT = 'Nothing was changed on any shard.';
         END;
     END LOOP;
+    -- FOUND: whether the loop over the shards ran at all
     IF NOT FOUND THEN
-        PERFORM 1 FROM @extschema@.pgformer_proxy_shards();
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'no shards: server pgformer_shards has no partitions p0, p1, ...'
-                USING ERRCODE = 'undefined_object';
-        END IF;
+        RAISE EXCEPTION 'no shards: server pgformer_shards has no partitions p0, p1, ...'
+            USING ERRCODE = 'undefined_object';
     END IF;
 END $$;
 

@@ -37,7 +37,7 @@ q() { local node=$1 db=$2; shift 2; psql -qAtX -v ON_ERROR_STOP=1 -h "$root/$nod
 px() { q proxy proxy "$@"; }
 shard_files() { q "$1" app -c "SELECT string_agg(name || ':' || version || ':' || sha256, ' ' ORDER BY name, version) FROM pgformer_models"; }
 
-echo "1..24"
+echo "1..25"
 setup_node() { # node db: pgformer and the events table
 	q "$1" postgres -c "CREATE DATABASE $2" >/dev/null &&
 		q "$1" "$2" -c "CREATE EXTENSION pgformer" \
@@ -59,6 +59,12 @@ ok $? "two shards with pgformer, each holding its users' events, and a proxy wit
 [ "$(q shard0 app -c "SELECT count(DISTINCT user_id) FROM events")" -gt 10 ] &&
 	[ "$(q shard1 app -c "SELECT count(DISTINCT user_id) FROM events")" -gt 10 ]
 ok $? "both shards hold users"
+
+q proxy postgres -c "CREATE DATABASE noshards" >/dev/null &&
+	q proxy noshards -c "CREATE EXTENSION plproxy" -c "CREATE EXTENSION pgformer_proxy" >/dev/null
+out=$(q proxy noshards -c "SELECT pgformer_load('m', '\\x00'::bytea)" 2>&1)
+grep -q 'no shards: server pgformer_shards has no partitions' <<<"$out"
+ok $? "without the pgformer_shards server a load says there are no shards"
 
 # ---- the store on every shard ----
 bind="SELECT item_id, ts FROM events WHERE user_id = \$1 ORDER BY ts DESC"
