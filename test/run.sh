@@ -51,9 +51,10 @@ selected() {
 # non-zero with nothing failed, or runs fewer tests than its plan (first or
 # last line) says, counts as failed.
 count_tap() {
-	local file=$1 rc=$2 p f s plan missing=0
+	local file=$1 rc=$2 p f s skips line plan missing=0
 	p=$(grep -cE '^[[:space:]]*ok ' "$file")
-	s=$(grep -ciE '^[[:space:]]*ok [0-9]+( -)? *# *skip' "$file")
+	skips=$(grep -iE '^[[:space:]]*ok [0-9]+( -)? *# *skip' "$file")
+	s=$(grep -c . <<<"$skips")
 	f=$(grep -cE '^[[:space:]]*not ok ' "$file")
 	plan=$(sed -n 's/^[[:space:]]*1\.\.\([0-9][0-9]*\).*/\1/p' "$file" | head -1)
 	if [ -n "$plan" ] && [ $((p + f)) -lt "$plan" ]; then missing=$((plan - p - f)); fi
@@ -61,7 +62,7 @@ count_tap() {
 	passed=$((passed + p - s))
 	skipped=$((skipped + s))
 	failed=$((failed + f + missing))
-	[ "$s" -gt 0 ] && grep -iE '^[[:space:]]*ok [0-9]+( -)? *# *skip' "$file" | sed 's/^[[:space:]]*/     skipped: /'
+	[ "$s" -gt 0 ] && while IFS= read -r line; do echo "     skipped: ${line#"${line%%[![:space:]]*}"}"; done <<<"$skips"
 	[ $((f + missing)) -eq 0 ]
 }
 
