@@ -60,17 +60,14 @@ golden_unload(GoldenFile *g)
 }
 
 /*
- * The tensor named by fmt/args; with want_dtype >= 0 it must have that
- * dtype, with numel >= 0 that many values.  Bails out otherwise.
+ * Tensor name of g; with want_dtype >= 0 it must have that dtype, with
+ * numel >= 0 that many values.  Bails out otherwise.
  */
 static inline const PgfTensor *
-golden_vtensor(const GoldenFile *g, int want_dtype, long numel, const char *fmt, va_list args)
+golden_named(const GoldenFile *g, int want_dtype, long numel, const char *name)
 {
-	char		name[256];
-	const PgfTensor *t;
+	const PgfTensor *t = pgf_find(&g->file, name);
 
-	vsnprintf(name, sizeof(name), fmt, args);
-	t = pgf_find(&g->file, name);
 	if (!t)
 		tap_bail("tensor %s is not in %s: regenerate it", name, g->path);
 	if ((want_dtype >= 0 && (int) t->dtype != want_dtype) || (numel >= 0 && t->numel != numel))
@@ -79,30 +76,14 @@ golden_vtensor(const GoldenFile *g, int want_dtype, long numel, const char *fmt,
 	return t;
 }
 
+/* The same, the name given as printf format and arguments. */
 static inline const PgfTensor *
-golden_tensor_of(const GoldenFile *g, const char *fmt,...) __attribute__((format(printf, 2, 3)));
-static inline const PgfTensor *
-golden_tensor_of(const GoldenFile *g, const char *fmt,...)
+golden_vtensor(const GoldenFile *g, int want_dtype, long numel, const char *fmt, va_list args)
 {
-	va_list		args;
-	const PgfTensor *t;
+	char		name[256];
 
-	va_start(args, fmt);
-	t = golden_vtensor(g, -1, -1, fmt, args);
-	va_end(args);
-	return t;
-}
-
-/* The data of tensor name (any dtype), which must hold numel values (< 0: any). */
-static inline const void *
-golden_vtensor_n(const GoldenFile *g, long numel, const char *name)
-{
-	const PgfTensor *t = golden_tensor_of(g, "%s", name);
-
-	if (numel >= 0 && t->numel != numel)
-		tap_bail("tensor %s of %s: %lld values, expected %ld", name, g->path,
-				 (long long) t->numel, numel);
-	return t->data;
+	vsnprintf(name, sizeof(name), fmt, args);
+	return golden_named(g, want_dtype, numel, name);
 }
 
 /* Whether the tensor named by fmt is present. */

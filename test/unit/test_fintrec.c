@@ -67,7 +67,7 @@ load(const char *path, Loaded *out)
 static const void *
 need(const Loaded *l, const char *name, long numel)
 {
-	return golden_vtensor_n(l, numel, name);
+	return golden_named(l, -1, numel, name)->data;
 }
 
 static void
