@@ -160,6 +160,8 @@ AS $$
 $$;
 
 -- ---- one shard at a time (the store's functions below go through these) -------
+-- The queries they send name pgformer's objects in this extension's
+-- schema: on every shard pgformer lives in a schema of that name.
 
 CREATE FUNCTION pgformer_proxy_versions_on(p_shard int, p_name text,
     OUT version int, OUT sha256 text)
@@ -168,7 +170,8 @@ CREATE FUNCTION pgformer_proxy_versions_on(p_shard int, p_name text,
 AS $$
     CLUSTER 'pgformer_shards';
     RUN ON p_shard;
-    SELECT m.version, m.sha256 FROM pgformer_models m WHERE m.name = p_name;
+    SELECT m.version, m.sha256 FROM @extschema@.pgformer_models m
+    WHERE m.name OPERATOR(pg_catalog.=) p_name;
 $$;
 
 CREATE FUNCTION pgformer_proxy_models_on(p_shard int,
@@ -180,7 +183,7 @@ AS $$
     CLUSTER 'pgformer_shards';
     RUN ON p_shard;
     SELECT m.name, m.version, m.arch, m.params, m.bytes, m.loaded_at, m.owner, m.current, m.sha256
-    FROM pgformer_models m;
+    FROM @extschema@.pgformer_models m;
 $$;
 
 CREATE FUNCTION pgformer_proxy_bindings_on(p_shard int,
@@ -190,7 +193,7 @@ CREATE FUNCTION pgformer_proxy_bindings_on(p_shard int,
 AS $$
     CLUSTER 'pgformer_shards';
     RUN ON p_shard;
-    SELECT b.model, b.role, b.query, b.bound_at FROM pgformer_bindings b;
+    SELECT b.model, b.role, b.query, b.bound_at FROM @extschema@.pgformer_bindings b;
 $$;
 
 CREATE FUNCTION pgformer_proxy_load_on(p_shard int, p_name text, p_data bytea, p_version int,
@@ -199,7 +202,7 @@ CREATE FUNCTION pgformer_proxy_load_on(p_shard int, p_name text, p_data bytea, p
 AS $$
     CLUSTER 'pgformer_shards';
     RUN ON p_shard;
-    SELECT pgformer_load(p_name, p_data, p_version) AS version;
+    SELECT @extschema@.pgformer_load(p_name, p_data, p_version) AS version;
 $$;
 
 CREATE FUNCTION pgformer_proxy_drop_on(p_shard int, p_name text, p_version int,
@@ -208,8 +211,8 @@ CREATE FUNCTION pgformer_proxy_drop_on(p_shard int, p_name text, p_version int,
 AS $$
     CLUSTER 'pgformer_shards';
     RUN ON p_shard;
-    SELECT CASE WHEN p_version IS NULL THEN pgformer_drop(p_name)
-                ELSE pgformer_drop(p_name, p_version) END AS dropped;
+    SELECT CASE WHEN p_version IS NULL THEN @extschema@.pgformer_drop(p_name)
+                ELSE @extschema@.pgformer_drop(p_name, p_version) END AS dropped;
 $$;
 
 CREATE FUNCTION pgformer_proxy_bind_on(p_shard int, p_model text, p_role text, p_query text,
@@ -218,8 +221,8 @@ CREATE FUNCTION pgformer_proxy_bind_on(p_shard int, p_model text, p_role text, p
 AS $$
     CLUSTER 'pgformer_shards';
     RUN ON p_shard;
-    SELECT (CASE WHEN p_query IS NULL THEN pgformer_unbind(p_model, p_role)
-                 ELSE pgformer_bind(p_model, p_role, p_query) END) IS NULL AS done;
+    SELECT (CASE WHEN p_query IS NULL THEN @extschema@.pgformer_unbind(p_model, p_role)
+                 ELSE @extschema@.pgformer_bind(p_model, p_role, p_query) END) IS NULL AS done;
 $$;
 
 CREATE FUNCTION pgformer_proxy_verify_on(p_shard int, p_name text, p_version int,
@@ -228,7 +231,7 @@ CREATE FUNCTION pgformer_proxy_verify_on(p_shard int, p_name text, p_version int
 AS $$
     CLUSTER 'pgformer_shards';
     RUN ON p_shard;
-    SELECT pgformer_verify(p_name, p_version) AS ok;
+    SELECT @extschema@.pgformer_verify(p_name, p_version) AS ok;
 $$;
 
 -- ---- the store on every shard -------------------------------------------------
