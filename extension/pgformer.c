@@ -10,10 +10,10 @@
 #include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "utils/builtins.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/guc.h"
-#include "utils/memutils.h"
-#include "utils/timestamp.h"
 
 #include "extension/binding.h"
 #include "extension/cache.h"
@@ -25,9 +25,6 @@
 #include "extension/rerank_worker.h"
 #include "extension/vlm.h"
 #include "kernels/runtime.h"
-#include "storage/ipc.h"
-#include "storage/lwlock.h"
-#include "storage/shmem.h"
 
 PG_MODULE_MAGIC;
 

@@ -31,8 +31,8 @@
 #include "utils/rel.h"
 
 #include "extension/common.h"
-#include "models/arch.h"
 #include "extension/store.h"
+#include "models/arch.h"
 
 #define CHUNK_BYTES (8 * 1024 * 1024)
 #define DIGEST_STEP (64 * 1024 * 1024)

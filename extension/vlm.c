@@ -27,8 +27,8 @@
 
 #include "extension/cache.h"
 #include "extension/common.h"
-#include "extension/vlm.h"
 #include "extension/progress.h"
+#include "extension/vlm.h"
 #include "models/image.h"
 #include "models/solo.h"
 
