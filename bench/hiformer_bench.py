@@ -4,7 +4,7 @@ Hiformer ranker on the same weights in ONNX Runtime, in PyTorch and in
 pgformer's C model, in one run, plus what last-layer pruning and layer-0
 reuse each save in pgformer.
 
-    .venv/bin/python bench/hiformer_bench.py [MODEL.pgf] [--candidates 200] [--runs 300]
+    .venv/bin/python -m bench.hiformer_bench [MODEL.pgf] [--candidates 200] [--runs 300]
 
 The venv keeps Debian's torch and numpy and adds the peer from PyPI:
     python3 -m venv --system-site-packages .venv
@@ -23,18 +23,16 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hiformer import CATEGORICAL, DENSE, MULTI_HOT, encode_rows, load_pgf  # noqa: E402
+from tools.models.hiformer import DENSE, MULTI_HOT, encode_rows, load_pgf  # noqa: E402
 
 
 def random_value(rng, f):

@@ -1,22 +1,20 @@
-"""solo_bench.py: prefill and decode speed of PyTorch (tools/llama.py, the
+"""solo_bench.py: prefill and decode speed of PyTorch (tools/models/llama.py, the
 reference decoder with a KV cache) on the weights of a "solo" model file,
 the peer of bench/solo_bench.c.
 
-  OPENBLAS_NUM_THREADS=1 python3 bench/solo_bench.py MODEL.pgf \
+  OPENBLAS_NUM_THREADS=1 python3 -m bench.solo_bench MODEL.pgf \
       [PROMPT_TOKENS [NEW_TOKENS [THREADS]]]
 
 Weights are dequantised to float32 (PyTorch has no bf16/q8 CPU GEMV path
 that would be a fair peer).  Greedy decoding for exactly NEW_TOKENS steps;
 best of three runs.
 """
-import os
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-import llama  # noqa: E402
+from tools.models import llama
 
 
 def main():

@@ -22,11 +22,10 @@ echo "memory bandwidth of one core: $bw GB/s; prompt $prompt tokens, $new greedy
 printf '%-28s %10s %12s %12s %12s %10s %10s\n' model weights "C prefill/s" "C decode/s" "torch dec/s" "dec ratio" "of bw"
 for m in "${models[@]}"; do
 	c=$(bench/solo_bench "$m" "$prompt" "$new" 1)
-	p=$("$py" bench/solo_bench.py "$m" "$prompt" "$new" 1)
+	p=$("$py" -m bench.solo_bench "$m" "$prompt" "$new" 1)
 	bytes=$("$py" - "$m" <<'PY'
 import sys
-sys.path.insert(0, "tools")
-import pgf
+from tools import pgf
 m = pgf.read(sys.argv[1], verify=False)
 # every weight is read once per decode step, except the token table: one
 # row of it, unless it is tied to the output layer (then all of it)
@@ -43,7 +42,7 @@ PY
 	c_decode=$(sed -n 's/.*decode [0-9]* tokens [0-9.]* ms (\([0-9.]*\) tok\/s).*/\1/p' <<<"$c")
 	p_decode=$(sed -n 's/.*decode [0-9]* tokens [0-9.]* ms (\([0-9.]*\) tok\/s).*/\1/p' <<<"$p")
 	dtype=$("$py" -c "
-import sys; sys.path.insert(0, 'tools'); import pgf
+from tools import pgf
 m = pgf.read('$m', verify=False)
 print(pgf.dtype_name(next(t for t in m.header.tensors if t.name.endswith('attn.q.weight')).dtype))")
 	awk -v m="$(basename "$m")" -v w="$dtype" -v cp="$c_prefill" -v cd="$c_decode" -v pd="$p_decode" \

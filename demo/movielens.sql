@@ -1,5 +1,5 @@
 -- The MovieLens demo: a FinTRec sequence recommender trained on MovieLens
--- latest-small (tools/train_fintrec.py) recommends the next movies for a
+-- latest-small (tools/train/fintrec.py) recommends the next movies for a
 -- few users, in plain SQL, next to what they last watched.
 --   psql -v csv=movielens.csv -v model=fintrec_movielens.pgf -f demo/movielens.sql
 \set QUIET 1

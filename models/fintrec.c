@@ -1,6 +1,6 @@
 /*
  * fintrec.c: binding and running the FinTRec recommender (see fintrec.h;
- * the reference definition is tools/fintrec.py).
+ * the reference definition is tools/models/fintrec.py).
  *
  * One call, for B users:
  *   1. check every request (nothing is computed for an invalid batch);
@@ -250,7 +250,7 @@ event_index(const PgfFintrecEvents *ev, int kept, int i)
 
 /*
  * Days since 1970-01-01 to (month 1..12, day 1..31), proleptic Gregorian
- * (H. Hinnant's civil_from_days); the same arithmetic as tools/fintrec.py.
+ * (H. Hinnant's civil_from_days); the same arithmetic as tools/models/fintrec.py.
  */
 static void
 civil_from_days(int64_t days, int *month, int *day)

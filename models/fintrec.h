@@ -15,7 +15,7 @@
  *     logit_a = (W_c h_u) . T[a] + beta_a + beta_place[placement]
  * then takes the top k, never returning the pad or unknown rows and, with
  * exclude_seen, none of the request's items.  The exact definition (time
- * features, positions, masks) is the reference in tools/fintrec.py.
+ * features, positions, masks) is the reference in tools/models/fintrec.py.
  *
  * Events may be given newest first (as "ORDER BY ts DESC LIMIT n" returns
  * them) or oldest first; the order given is the sequence order (timestamps

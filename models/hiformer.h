@@ -47,7 +47,7 @@
  *   hif.lnf.gamma/.beta      [d]               (pre-LN only)
  *   hif.head.{k}.fc{m}.weight [out_m, in_m]    hif.head.{k}.fc{m}.bias [out_m]
  *     in_0 = d, out_m = tower_sizes[m], the last out = 1
- * tools/hiformer.py is the PyTorch reference of all of this.
+ * tools/models/hiformer.py is the PyTorch reference of all of this.
  *
  * Serving.  Candidates are scored in chunks of rows (one GEMM per
  * projection and token over the chunk), with pgf_check_interrupts()

@@ -14,7 +14,7 @@
  *
  * Nothing is copied or allocated at bind time: the vocabulary strings are
  * the decoded header's, and the lookup tables are I32 tensors in the data
- * section, searched in place (written by tools/tokenizer_ref.py):
+ * section, searched in place (written by tools/models/tokenizer.py):
  *   tok.vocab_order  [V]     ids sorted by their token bytes
  *   tok.merges       [M, 3]  (left id, right id, merged id); rank = row
  *   tok.merge_order  [M]     ranks sorted by (left id, right id)

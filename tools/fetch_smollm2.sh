@@ -3,7 +3,7 @@
 # and the converter's two PyPI packages (gguf, tokenizers, without
 # dependencies) into .whl/, which is git-ignored.  The SmolLM2 tools then run
 # under the Python that sees Debian's torch and numpy 1.24 (tools/python.sh) as
-#   PYTHONPATH=.whl/site python3 tools/...
+#   PYTHONPATH=.whl/site python3 -m tools.export.hf ...
 # Nothing is fetched at test or serving time.
 set -euo pipefail
 cd "$(dirname "$0")/.."

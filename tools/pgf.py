@@ -9,12 +9,11 @@ Exporters build a Writer, set the typed config on ``writer.header`` and add
 tensors (numpy arrays or torch tensors); ``read`` returns the header and
 numpy views of every tensor.  The C reader (proto/pgf.c) and this module
 read each other's files; test/unit/test_pgf.c checks files this module
-wrote (the fixtures of tools/make_test_fixtures.py).
+wrote (the fixtures of test/gen/make_test_fixtures.py).
 """
 import os
 import struct
 import subprocess
-import sys
 import zlib
 
 import numpy as np
@@ -31,9 +30,7 @@ def _load_pb2():
         subprocess.run(["protoc", "--python_out=" + _HERE,
                         "--proto_path=" + os.path.dirname(_PROTO), _PROTO],
                        check=True)
-    if _HERE not in sys.path:
-        sys.path.insert(0, _HERE)
-    import model_pb2  # noqa: E402
+    from . import model_pb2
     return model_pb2
 
 

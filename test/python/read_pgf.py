@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """read_pgf.py FILE: checks that tools/pgf.py reads the file the C writer
 wrote in test/unit/test_pgf.c (tensor a = [[1,2,3],[4,5,6]] f32, ids =
-[10,20,30] i64, checksum verified).  Exit status 0 when everything matches."""
-import os
+[10,20,30] i64, checksum verified).  Exit status 0 when everything matches.
+Run from the repository root with PYTHONPATH=. (the Makefile sets it)."""
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-import numpy as np  # noqa: E402
-import pgf  # noqa: E402
+import numpy as np
+
+from tools import pgf
 
 model = pgf.read(sys.argv[1], verify=True)
 ok = (model.header.architecture == "golden"

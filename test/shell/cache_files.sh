@@ -83,10 +83,9 @@ ok $? "and removes the file"
 ok $? "the next call makes a good copy"
 
 # a dropped and recreated extension reuses ids: its files must not be taken
-"$(tools/python.sh)" - "$FIXTURES/bs_tiny.pgf" "$dir/variant.pgf" <<'PY'
+PYTHONPATH=. "$(tools/python.sh)" - "$FIXTURES/bs_tiny.pgf" "$dir/variant.pgf" <<'PY'
 import struct, sys
-sys.path.insert(0, "tools")
-import pgf
+from tools import pgf
 blob = open(sys.argv[1], "rb").read()
 model = pgf.parse(blob)
 model.header.metadata["variant"] = "recreated"

@@ -1,5 +1,5 @@
 -- The broken-file corpus (build/fixtures/broken, made by
--- tools/make_test_fixtures.py): every file is rejected, from a path and as
+-- test/gen/make_test_fixtures.py): every file is rejected, from a path and as
 -- bytea, with the SQLSTATE and a message naming the problem; nothing is
 -- stored and the backend survives.
 \ir helpers.psql

@@ -1,6 +1,6 @@
 -- pgformer_encode runs block_stack models through the mapped weights and
 -- the kernels; its output must equal the PyTorch reference
--- (tools/block_stack.py) within 1e-4 for every block configuration:
+-- (tools/models/block_stack.py) within 1e-4 for every block configuration:
 -- pre/post norm, LayerNorm/RMSNorm, GELU (erf, tanh), ReLU, SiLU, SwiGLU,
 -- RoPE, grouped-query heads, no output projection, layer sharing and
 -- dropping, f32/bf16/f16 weights.  Then the errors a caller can cause.

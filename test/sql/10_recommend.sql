@@ -1,5 +1,5 @@
 -- FinTRec through SQL: recommend() equals the PyTorch reference
--- (tools/fintrec.py via tools/fintrec_sql_cases.py) on 60 requests for each
+-- (tools/models/fintrec.py via test/gen/fintrec_sql_cases.py) on 60 requests for each
 -- of a decoder, an encoder and plain SASRec, read through bindings of three
 -- shapes; recommend_from, recommend_batch and LATERAL joins agree with it;
 -- then every bad input of the issue.

@@ -2,8 +2,8 @@
 -- (demo/models/fintrec_movielens.pgf), asked through recommend() for each
 -- user's held-out last rating at its time, reaches the HR@10 and NDCG@10
 -- that PyTorch measured for the same model (recorded in the file by
--- tools/train_fintrec.py), and beats the most-popular baseline, also
--- computed in SQL.  Protocol: tools/eval_fintrec.py.
+-- tools/train/fintrec.py), and beats the most-popular baseline, also
+-- computed in SQL.  Protocol: tools/eval/fintrec.py.
 \ir helpers.psql
 \set csv :fixtures '/movielens.csv'
 \set model :fixtures '/fintrec_movielens.pgf'

@@ -1,5 +1,5 @@
 -- Hiformer through SQL: score() and score_batch() equal the PyTorch
--- reference (tools/hiformer.py via tools/hiformer_sql_cases.py) on 2,000
+-- reference (tools/models/hiformer.py via test/gen/hiformer_sql_cases.py) on 2,000
 -- candidate rows of a full-rank and a low-rank model, including missing,
 -- NaN and out-of-vocabulary values; rank_items reads features through its
 -- bindings and agrees with score(); then every bad input of the issue.

@@ -2,7 +2,7 @@
 -- (demo/models/hiformer_movielens.pgf) scores every held-out rating (the
 -- latest 20% of events) from features computed in SQL by its own binding
 -- queries (recorded in the file) as of each rating's time, and the AUC of
--- both tasks equals the one PyTorch measured (tools/train_hiformer.py).
+-- both tasks equals the one PyTorch measured (tools/train/hiformer.py).
 \ir helpers.psql
 \set csv :fixtures '/movielens.csv'
 \set model :fixtures '/hiformer_movielens.pgf'
@@ -12,7 +12,7 @@ SELECT plan(5);
 CREATE TEMP TABLE staging (movie_id bigint, title text, year int, genres text,
                            user_id bigint, rating real, ts bigint);
 COPY staging FROM :'csv' WITH (FORMAT csv, HEADER true, NULL 'NA');
--- the tables the feature queries read (tools/hiformer_features.sql)
+-- the tables the feature queries read (tools/data/hiformer_features.sql)
 CREATE TABLE movies (movieid int PRIMARY KEY, title text, year int, genres text);
 CREATE TABLE ratings (userid int, movieid int, rating real, "timestamp" bigint);
 INSERT INTO movies SELECT DISTINCT ON (movie_id) movie_id, title, year, genres FROM staging;
@@ -24,7 +24,7 @@ ANALYZE movies, ratings;
 SELECT is(pgformer_load('ranker', :'model'), 1, 'the demo ranker loads');
 
 -- the binding queries with their "as of" time (and now()) set to a
--- parameter, as tools/hiformer_features.as_of does
+-- parameter, as tools.data.hiformer_features.as_of does
 CREATE FUNCTION pg_temp.as_of(query text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT replace(replace(query, 'SELECT max("timestamp") + 1 AS t FROM ratings', 'SELECT $2::bigint AS t'),
                    'now()', 'to_timestamp($2)')

@@ -1,6 +1,6 @@
 -- SOLO through SQL: answer(image, 'What is this?') and caption(image) on the
 -- 10,000 Fashion-MNIST test images are right exactly as often as PyTorch's
--- greedy decoding of the committed demo model (tools/eval_solo.py), the
+-- greedy decoding of the committed demo model (tools/eval/solo.py), the
 -- other functions behave, and every bad input of the issue is refused
 -- cleanly.
 \ir helpers.psql
@@ -20,7 +20,7 @@ SELECT plan((SELECT count(*)::int FROM expect) + 22);
 CREATE TABLE fashion (idx int, label int, class text, caption text, png bytea);
 COPY fashion FROM :'fashion_csv' WITH (FORMAT csv, HEADER true);
 SELECT is(pgformer_load('vlm', :'model'), 1, 'the demo SOLO model loads');
--- PyTorch's counts on the same images (tools/eval_solo.py --json)
+-- PyTorch's counts on the same images (tools/eval/solo.py --json)
 CREATE TABLE reference AS
     SELECT (r ->> 'images')::int AS n, (r ->> 'answers_right')::bigint AS answers_right,
            (r ->> 'captions_right')::bigint AS captions_right

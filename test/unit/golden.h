@@ -27,7 +27,7 @@ typedef struct GoldenFile
 
 /*
  * Opens path into g.  A missing file gives false when optional, else
- * bails out naming made_by (the generator, e.g. "tools/golden_solo.py").
+ * bails out naming made_by (the generator, e.g. "test/gen/golden_solo.py").
  */
 static inline bool
 golden_load(GoldenFile *g, const char *path, bool optional, const char *made_by)

@@ -1,7 +1,7 @@
 /*
  * kernels_golden.h: shared helpers of the kernel unit tests: the PyTorch
  * reference file (test/unit/golden/kernels.pgf, written by
- * tools/golden_kernels.py), relative comparisons and test arenas.
+ * test/gen/golden_kernels.py), relative comparisons and test arenas.
  */
 #ifndef PGF_KERNELS_GOLDEN_H
 #define PGF_KERNELS_GOLDEN_H
@@ -25,7 +25,7 @@ static GoldenFile golden;
 static inline void
 golden_open(void)
 {
-	golden_load(&golden, GOLDEN_PATH, false, "tools/golden_kernels.py");
+	golden_load(&golden, GOLDEN_PATH, false, "test/gen/golden_kernels.py");
 }
 
 static inline const PgfTensor *

@@ -1,7 +1,7 @@
 /*
  * solo_golden.h: shared helpers of the decoder, SOLO and tokenizer unit
  * tests: loading model files and the PyTorch references that
- * tools/golden_solo.py writes into test/unit/golden/, and test arenas.
+ * test/gen/golden_solo.py writes into test/unit/golden/, and test arenas.
  */
 #ifndef PGF_SOLO_GOLDEN_H
 #define PGF_SOLO_GOLDEN_H
@@ -26,7 +26,7 @@ typedef GoldenFile LoadedFile;
 static inline bool
 load_file(LoadedFile *lf, const char *path, bool optional)
 {
-	return golden_load(lf, path, optional, "tools/golden_solo.py");
+	return golden_load(lf, path, optional, "test/gen/golden_solo.py");
 }
 
 static inline void

@@ -1,6 +1,6 @@
 /*
  * test_block_stack.c: the block_stack model in plain C against the PyTorch
- * reference (build/fixtures/expected.csv, from tools/make_test_fixtures.py),
+ * reference (build/fixtures/expected.csv, from test/gen/make_test_fixtures.py),
  * with the arena sized by pgf_block_stack_arena_bytes, plus the errors
  * encode reports.  The same numbers are checked through SQL in
  * test/sql/03_encode.sql.

@@ -1,6 +1,6 @@
 /*
  * test_decoder.c: the Llama-family decoder (models/decoder.c, through the
- * solo architecture) against the PyTorch reference of tools/llama.py:
+ * solo architecture) against the PyTorch reference of tools/models/llama.py:
  * full-sequence logits with and without an image for f32, bf16 and q8
  * weights and for Qwen2 settings (q/k/v biases, tied head, one KV head,
  * head_dim != d/H); prefill-then-decode and chunked prefill equal a full
@@ -222,7 +222,7 @@ main(void)
 		unload_file(&lf);
 	}
 	{
-		/* model b through a Hugging Face folder and tools/convert_hf.py */
+		/* model b through a Hugging Face folder and tools/export/hf.py */
 		LoadedFile	lf;
 
 		load_solo(&lf, m, SOLO_GOLDEN_DIR "solo_b_hf.pgf");

@@ -1,6 +1,6 @@
 /*
  * test_fintrec.c: the C FinTRec model against the PyTorch reference
- * (tools/fintrec.py through tools/golden_fintrec.py, which `make unit`
+ * (tools/models/fintrec.py through test/gen/golden_fintrec.py, which `make unit`
  * runs into test/unit/golden/fintrec/).
  *
  * Per model (random-weight decoder, encoder and SASRec, and the committed
@@ -60,7 +60,7 @@ typedef struct Cases
 static void
 load(const char *path, Loaded *out)
 {
-	golden_load(out, path, false, "tools/golden_fintrec.py");
+	golden_load(out, path, false, "test/gen/golden_fintrec.py");
 }
 
 /* The data of tensor name, which must hold numel values (numel < 0: any). */
@@ -569,7 +569,7 @@ main(void)
 	PgfFintrecModel *models[MAX_MODELS];
 
 	if (!list)
-		tap_bail("%s/models.txt is missing: run `make unit` (it runs tools/golden_fintrec.py)",
+		tap_bail("%s/models.txt is missing: run `make unit` (it runs test/gen/golden_fintrec.py)",
 			 GOLDEN_DIR);
 	while (n_models < MAX_MODELS && fscanf(list, "%127s", names[n_models]) == 1)
 		n_models++;

@@ -1,6 +1,6 @@
 /*
  * test_hiformer.c: the Hiformer ranker (models/hiformer.c) against the
- * PyTorch reference (tools/hiformer.py through tools/golden_hiformer.py,
+ * PyTorch reference (tools/models/hiformer.py through test/gen/golden_hiformer.py,
  * generated into test/unit/golden/hiformer by `make unit`).
  *
  * Per model (random full rank, low rank, one layer, and the committed demo
@@ -605,7 +605,7 @@ main(void)
 
 	if (f == NULL)
 	{
-		printf("1..1\nnot ok 1 - %s/models.txt is missing (make unit generates it with tools/golden_hiformer.py)\n",
+		printf("1..1\nnot ok 1 - %s/models.txt is missing (make unit generates it with test/gen/golden_hiformer.py)\n",
 			   GOLDEN);
 		return 1;
 	}

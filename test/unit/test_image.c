@@ -1,7 +1,7 @@
 /*
  * test_image.c: the image codec (models/image_codec.c, image_resize.c, image.c) against PIL and torch.
  *
- * Goldens come from tools/golden_image.py (test/unit/golden/image/, made by
+ * Goldens come from test/gen/golden_image.py (test/unit/golden/image/, made by
  * `make unit`): PNG variants and JPEG variants decoded by PIL, PIL's
  * bilinear resizes, torch's normalise + unfold patches, SOLO's resize rule.
  * The broken-file corpus is test/fixtures/images/broken/ with its EXPECT
@@ -833,7 +833,7 @@ main(void)
 
 	if (load_lines(GOLDEN "/manifest.txt") != 0)
 	{
-		tap_ok(0, "golden data missing: run `make unit` (tools/golden_image.py)");
+		tap_ok(0, "golden data missing: run `make unit` (test/gen/golden_image.py)");
 		return tap_done_testing();
 	}
 	n_golden = n_lines;

@@ -3,7 +3,7 @@
  * block: masks, padding, bias with slopes, grouped-query heads, decoding,
  * packed segments, KV caches and scratch sizing, against a naive loop
  * written here and PyTorch references (torch.nn.TransformerEncoderLayer
- * and a Hugging Face style Llama layer, tools/golden_kernels.py).
+ * and a Hugging Face style Llama layer, test/gen/golden_kernels.py).
  *
  * Tolerances, relative to the largest reference value: attention and
  * blocks 1e-5 against PyTorch in float64 (Q8 blocks: against PyTorch on

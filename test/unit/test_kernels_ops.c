@@ -2,7 +2,7 @@
  * test_kernels_ops.c: unit tests of the dense kernels (GEMM, linear layers
  * over every weight dtype, embedding gather, norms, softmax, activations,
  * RoPE, elementwise ops, top-k), each against a naive loop written here
- * and against PyTorch references from tools/golden_kernels.py.
+ * and against PyTorch references from test/gen/golden_kernels.py.
  *
  * Tolerances are relative to the largest reference value of each tensor:
  * f32 kernels 1e-5 (PyTorch runs in float64), quantised weights 1e-5

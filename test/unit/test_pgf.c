@@ -4,7 +4,7 @@
  *  - C writer -> C reader round trip, and C writer -> Python reader
  *    (tools/pgf.py, through test/python/read_pgf.py);
  *  - files written by the Python writer (build/fixtures, made by
- *    tools/make_test_fixtures.py) open, bind and hold the expected tensors;
+ *    test/gen/make_test_fixtures.py) open, bind and hold the expected tensors;
  *  - every file of the broken corpus (build/fixtures/broken.csv) is rejected
  *    with a message matching the pattern the corpus records;
  *  - truncating a good file at every length never crashes and never opens;
@@ -86,7 +86,7 @@ test_round_trip(void)
 	if (f)
 		fclose(f);
 	tap_ok(rc, "wrote " FIXTURES "/c_written.pgf");
-	rc = system("/usr/bin/python3 test/python/read_pgf.py " FIXTURES "/c_written.pgf");
+	rc = system("PYTHONPATH=. \"${PYTHON:-$(tools/python.sh)}\" test/python/read_pgf.py " FIXTURES "/c_written.pgf");
 	tap_ok(rc == 0, "the Python reader reads the C writer's file");
 	free(blob);
 	pgf_writer_free(&w);

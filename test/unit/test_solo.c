@@ -2,7 +2,7 @@
  * test_solo.c: the SOLO generation driver (models/solo.c) and sampling
  * (models/sampling.c).
  *
- * Against tools/llama.py (PyTorch): template prompts with the image block,
+ * Against tools/models/llama.py (PyTorch): template prompts with the image block,
  * greedy caption / answer / text generation and their decoded text,
  * image_embedding().  Sampling: a seed reproduces its tokens, top-k 1 is
  * greedy, draws follow the softmax, top-k and top-p cut where they should,

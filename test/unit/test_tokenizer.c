@@ -2,7 +2,7 @@
  * test_tokenizer.c: models/tokenizer.c against reference token ids.
  *
  * The byte-level BPE of test/unit/golden/solo_b.pgf (learnt from the GPL-3
- * text by tools/golden_solo.py) encodes tricky strings and license
+ * text by test/gen/golden_solo.py) encodes tricky strings and license
  * paragraphs with each pre-tokenizer (GPT-2, SmolLM2, Llama-3, Qwen2),
  * with special tokens recognised and not; the ids must equal the plain-
  * Python reference (which golden_solo.py checks against PyPI `tokenizers`

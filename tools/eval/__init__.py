@@ -1,0 +1,1 @@
+"""Evaluation scripts: python3 -m tools.eval.NAME --help."""

@@ -1,0 +1,1 @@
+"""Exporters to .pgf and converters from other formats (Hugging Face, ONNX)."""

@@ -1,0 +1,1 @@
+"""Quality metrics and the evaluation loops that training and evaluation share."""

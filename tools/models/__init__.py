@@ -1,0 +1,1 @@
+"""PyTorch reference models of every architecture pgformer serves, and the tokenizer."""

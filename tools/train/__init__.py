@@ -1,0 +1,1 @@
+"""Training scripts of the demo models: python3 -m tools.train.NAME --help."""
