@@ -1,13 +1,13 @@
-"""golden_hiformer.py: PyTorch reference data for test/unit/test_hiformer.c.
+"""PyTorch reference data for test/unit/test_hiformer.c.
 
 Writes into OUTDIR (git-ignored, made at test time by `make unit`):
   - <case>.pgf: small random-weight Hiformers (full rank post-LN GELU; low
     rank pre-LN ReLU; one low-rank layer with GELU-tanh and no dense item
     feature), their feature groups interleaved so that candidate-dependent
     tokens form several runs, plus the committed demo model when present;
-  - <case>.rows: 1,000 candidate rows in requests of several sizes, each
-    request with its user and context rows, every candidate's item row (or
-    none), the counts of missing rows, missing values, NaN values and
+  - <case>.rows.pgf: 1,000 candidate rows in requests of several sizes,
+    each request with its user and context rows, every candidate's item row
+    (or none), the counts of missing rows, missing values, NaN values and
     out-of-vocabulary codes the C side must report, and the probabilities
     tools/models/hiformer.py computes from the raw values (missing, NaN,
     out-of-vocabulary codes, integral floats as codes, multi-hot lists
@@ -15,15 +15,21 @@ Writes into OUTDIR (git-ignored, made at test time by `make unit`):
   - broken_*.pgf: files the binder must reject, with the expected message;
   - models.txt: "case pgf rows" per line; broken.txt: "pgf|message part".
 
-Row file (little-endian):
-  "HIFG0001" u32 n_requests u32 n_tasks u32 n_user u32 n_context u32 n_item
-  per request: u32 n_candidates u8 has_user u8 has_context
-    [user values] [context values]
-    per candidate: u8 has_item [item values]
-    i64 missing_rows i64 missing_values i64 nan_values i64 oov_codes
-    f32 probabilities [n_candidates * n_tasks]
-  value: u8 kind (0 missing, 1 number, 2 code, 3 codes) then f64 | i64 |
-         u32 n + i64[n]
+Rows file: a .pgf (architecture "hiformer_golden") with the tensors
+  dims      I64 [5]: requests, tasks, user, context and item features
+  req.meta  I64 [requests, 8]: candidates, has user row, has context row,
+            missing rows, missing values, NaN values, out-of-vocabulary
+            codes, index of the request's first value
+  req.found I32 [candidates of all requests]: the candidate has an item row
+  req.probs F32 [candidates of all requests, tasks]
+  val.kind  I32 [values]: 0 missing, 1 number, 2 code, 3 codes
+  val.bits  I64 [values]: a number's IEEE-754 double bits, a code, or the
+            offset of a list's first code in `codes`
+  val.count I32 [values]: a list's length
+  codes     I64 [codes + 1]: the lists' codes (one 0 after them, so that
+            the tensor is never empty)
+A request's values are its user row's (when present), its context row's,
+then each candidate's item row that is present, in that order.
 Values of a group are in the order the header lists that group's features.
 
     python3 test/gen/golden_hiformer.py test/unit/golden/hiformer
@@ -31,7 +37,6 @@ Values of a group are in the order the header lists that group's features.
 import glob
 import math
 import os
-import struct
 import sys
 
 import numpy as np
@@ -129,15 +134,23 @@ def random_value(rng, f):
     return int(rng.integers(0, f.vocab_size))
 
 
-def write_value(out, v):
-    if v is None:
-        out += struct.pack("<B", 0)
-    elif isinstance(v, float):
-        out += struct.pack("<Bd", 1, v)
-    elif isinstance(v, int):
-        out += struct.pack("<Bq", 2, v)
-    else:
-        out += struct.pack("<BI", 3, len(v)) + struct.pack("<%dq" % len(v), *v)
+class Values:
+    """The val.* and codes tensors of a rows file, appended to in order."""
+
+    def __init__(self):
+        self.kind, self.bits, self.count, self.codes = [], [], [], []
+
+    def add(self, v):
+        if v is None:
+            self.kind.append(0), self.bits.append(0), self.count.append(0)
+        elif isinstance(v, float):
+            bits = int(np.array([v], "<f8").view("<i8")[0])
+            self.kind.append(1), self.bits.append(bits), self.count.append(0)
+        elif isinstance(v, int):
+            self.kind.append(2), self.bits.append(v), self.count.append(0)
+        else:
+            self.kind.append(3), self.bits.append(len(self.codes)), self.count.append(len(v))
+            self.codes.extend(v)
 
 
 def counts_of(features, row):
@@ -147,14 +160,13 @@ def counts_of(features, row):
 
 def make_rows(model, features, rng, path):
     by_group = {g: [f for f in features if f.group == g] for g in hf.GROUPS}
-    out = bytearray(b"HIFG0001")
-    out += struct.pack("<5I", len(REQUEST_SIZES), model.c.n_tasks, len(by_group["user"]),
-                       len(by_group["context"]), len(by_group["item"]))
+    values = Values()
+    meta, found, probs = [], [], []
     for n in REQUEST_SIZES:
         counts = {"rows": 0, "missing": 0, "nan": 0, "oov": 0}
         shared = {}
-        out += struct.pack("<I", n)
         present = {}
+        first = len(values.kind)
         for g in ("user", "context"):
             present[g] = bool(by_group[g]) and rng.random() > 0.15
             row = {f.name: random_value(rng, f) for f in by_group[g]} if present[g] else {}
@@ -165,19 +177,18 @@ def make_rows(model, features, rng, path):
                 counts["rows"] += 1
             shared.update(row)
             present[g + "_row"] = row
-        out += struct.pack("<BB", present["user"], present["context"])
         for g in ("user", "context"):
             if present[g]:
                 for f in by_group[g]:
-                    write_value(out, present[g + "_row"][f.name])
+                    values.add(present[g + "_row"][f.name])
         rows = []
         for _ in range(n):
             has = rng.random() > 0.1
             item = {f.name: random_value(rng, f) for f in by_group["item"]} if has else {}
-            out += struct.pack("<B", has)
+            found.append(int(has))
             if has:
                 for f in by_group["item"]:
-                    write_value(out, item[f.name])
+                    values.add(item[f.name])
                 for k, v in counts_of(by_group["item"], item).items():
                     counts[k] += v
             else:
@@ -185,12 +196,20 @@ def make_rows(model, features, rng, path):
             rows.append({**shared, **item})
         codes, weights, dense, _ = hf.encode_rows(features, rows)
         with torch.no_grad():
-            probs = model(codes, weights, dense).numpy().astype("<f4")
-        out += struct.pack("<4q", counts["rows"], counts["missing"], counts["nan"],
-                           counts["oov"])
-        out += probs.tobytes()
-    with open(path, "wb") as f:
-        f.write(out)
+            probs.append(model(codes, weights, dense).numpy().astype("<f4"))
+        meta.append([n, int(present["user"]), int(present["context"]), counts["rows"],
+                     counts["missing"], counts["nan"], counts["oov"], first])
+    w = pgf.Writer("hiformer_golden", os.path.basename(path))
+    w.add("dims", np.array([len(REQUEST_SIZES), model.c.n_tasks, len(by_group["user"]),
+                            len(by_group["context"]), len(by_group["item"])], np.int64), pgf.I64)
+    w.add("req.meta", np.array(meta, np.int64), pgf.I64)
+    w.add("req.found", np.array(found, np.int32), pgf.I32)
+    w.add("req.probs", np.concatenate(probs))
+    w.add("val.kind", np.array(values.kind, np.int32), pgf.I32)
+    w.add("val.bits", np.array(values.bits, np.int64), pgf.I64)
+    w.add("val.count", np.array(values.count, np.int32), pgf.I32)
+    w.add("codes", np.array(values.codes + [0], np.int64), pgf.I64)
+    w.write(path)
 
 
 def write_broken(outdir, model, features):
@@ -257,16 +276,16 @@ def main():
         exporter.export(model, feats, path, name)
         # Reference inputs from the features as stored (f32 constants).
         _, stored = hf.load_pgf(path)
-        make_rows(model, stored, rng, os.path.join(outdir, name + ".rows"))
-        manifest.append("%s %s %s" % (name, path, os.path.join(outdir, name + ".rows")))
+        make_rows(model, stored, rng, os.path.join(outdir, name + ".rows.pgf"))
+        manifest.append("%s %s %s" % (name, path, os.path.join(outdir, name + ".rows.pgf")))
         if first is None:
             first = (model, feats)
     for path in sorted(glob.glob(os.path.join(_ROOT, "demo", "models", "hiformer*.pgf"))):
         model, feats = hf.load_pgf(path)
         name = os.path.splitext(os.path.basename(path))[0]
-        make_rows(model, feats, rng, os.path.join(outdir, name + ".rows"))
+        make_rows(model, feats, rng, os.path.join(outdir, name + ".rows.pgf"))
         manifest.append("%s %s %s" % (name, os.path.normpath(path),
-                                      os.path.join(outdir, name + ".rows")))
+                                      os.path.join(outdir, name + ".rows.pgf")))
     write_broken(outdir, *first)
     with open(os.path.join(outdir, "models.txt"), "w") as f:
         f.write("\n".join(manifest) + "\n")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""hiformer_sql_cases.py: Hiformer requests and PyTorch probabilities for
+"""Hiformer requests and PyTorch probabilities for
 the SQL tests (test/sql/20_rank.sql), from the reference rows that
 test/gen/golden_hiformer.py writes for the C parity test.
 
@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import struct
 import sys
 
 from tools import pgf
@@ -25,27 +24,38 @@ CASES = ("full", "lowrank")
 MAX_REQUESTS = 40
 
 
-class Reader:
-    def __init__(self, blob):
-        self.blob, self.pos = blob, 0
+def read_rows(path):
+    """The requests of a rows file (its layout: test/gen/golden_hiformer.py):
+    per request the user values (None: no row), context values, each
+    candidate's item values (None: no row) and the probabilities."""
+    t = pgf.read(path).tensors
+    _, n_tasks, n_user, n_context, n_item = (int(x) for x in t["dims"])
+    kind, bits, count, codes = t["val.kind"], t["val.bits"], t["val.count"], t["codes"]
 
-    def take(self, fmt):
-        out = struct.unpack_from("<" + fmt, self.blob, self.pos)
-        self.pos += struct.calcsize("<" + fmt)
-        return out
-
-    def value(self):
-        kind, = self.take("B")
-        if kind == 0:
+    def value(i):
+        if kind[i] == 0:
             return None
-        if kind == 1:
-            x, = self.take("d")
+        if kind[i] == 1:
+            x = float(bits[i:i + 1].view("<f8")[0])
             return x if math.isfinite(x) else None   # NaN and inf count as missing
-        if kind == 2:
-            c, = self.take("q")
-            return c
-        n, = self.take("I")
-        return list(self.take("%dq" % n)) if n else []
+        if kind[i] == 2:
+            return int(bits[i])
+        return [int(c) for c in codes[bits[i]:bits[i] + count[i]]]
+
+    def take(n):
+        nonlocal v
+        v += n
+        return [value(i) for i in range(v - n, v)]
+
+    candidate = 0
+    for n, has_user, has_context, *_, first in t["req.meta"]:
+        v = int(first)
+        user = take(n_user) if has_user else None
+        context = take(n_context) if has_context else None
+        items = [take(n_item) if t["req.found"][candidate + c] else None for c in range(n)]
+        probs = t["req.probs"][candidate:candidate + n].reshape(-1)
+        candidate += n
+        yield user, context, items, n_tasks, probs
 
 
 def features_by_group(path):
@@ -66,22 +76,11 @@ def main():
             model_path = os.path.join(out, "hif_%s.pgf" % case)
             shutil.copy(os.path.join(golden, case + ".pgf"), model_path)
             groups = features_by_group(model_path)
-            r = Reader(open(os.path.join(golden, case + ".rows"), "rb").read())
-            assert r.take("8s")[0] == b"HIFG0001"
-            n_requests, n_tasks, n_user, n_context, n_item = r.take("5I")
-            for q in range(n_requests):
-                n_cand, has_user, has_context = r.take("IBB")
-                user = [r.value() for _ in range(n_user)] if has_user else None
-                context = [r.value() for _ in range(n_context)] if has_context else None
-                items = []
-                for _ in range(n_cand):
-                    has_item, = r.take("B")
-                    items.append([r.value() for _ in range(n_item)] if has_item else None)
-                r.take("4q")
-                probs = r.take("%df" % (n_cand * n_tasks))
+            rows = read_rows(os.path.join(golden, case + ".rows.pgf"))
+            for q, (user, context, items, n_tasks, probs) in enumerate(rows):
                 if q >= MAX_REQUESTS:
                     continue
-                for c in range(n_cand):
+                for c in range(len(items)):
                     row = {}
                     for names, values in (("user", user), ("context", context),
                                           ("item", items[c])):

@@ -20,6 +20,7 @@
 #include "models/arch.h"
 #include "models/hiformer.h"
 #include "proto/pgf.h"
+#include "test/unit/golden.h"
 #include "test/unit/tap.h"
 
 #define GOLDEN "test/unit/golden/hiformer"
@@ -43,11 +44,24 @@ typedef struct GoldenRequest
 	PgfHiformerValue *items;	/* [n * n_item] */
 	bool	   *found;
 	int64_t		counts[4];
-	float	   *probs;			/* [n * n_tasks] */
+	const float *probs;			/* [n * n_tasks], in the file */
 } GoldenRequest;
+
+/* The values of a rows file: the tensors val.kind, val.bits, val.count, codes */
+typedef struct GoldenRows
+{
+	int64_t		n_values,
+				n_codes;
+	const int32_t *kind;
+	const int64_t *bits;
+	const int32_t *count;
+	const int64_t *codes;
+} GoldenRows;
 
 typedef struct Golden
 {
+	GoldenFile	file;			/* the views below point into it */
+	GoldenRows	values;
 	int			n_req,
 				n_tasks,
 				n_user,
@@ -86,148 +100,112 @@ unload(Loaded *l)
 	free(l->bytes);
 }
 
-/* ---- the rows file ---------------------------------------------------------- */
+/* ---- the rows file (its tensors: test/gen/golden_hiformer.py) ---------------- */
 
-typedef struct Reader
+/* Value i of the file as the caller of pgf_hiformer_score passes it. */
+static PgfHiformerValue
+value_at(const GoldenRows *v, int64_t i)
 {
-	const uint8_t *p,
-			   *end;
-	bool		bad;
-} Reader;
+	PgfHiformerValue out;
 
-static void
-take(Reader *r, void *dst, size_t n)
-{
-	if (r->bad || (size_t) (r->end - r->p) < n)
+	memset(&out, 0, sizeof(out));
+	if (i < 0 || i >= v->n_values)
+		tap_bail("a request reads value %lld of %lld", (long long) i, (long long) v->n_values);
+	out.kind = (PgfHiformerValueKind) v->kind[i];
+	if (out.kind == PGF_HIF_VALUE_NUMBER)
+		memcpy(&out.number, &v->bits[i], sizeof(double));
+	else if (out.kind == PGF_HIF_VALUE_CODE)
+		out.code = v->bits[i];
+	else if (out.kind == PGF_HIF_VALUE_CODES)
 	{
-		r->bad = true;
-		memset(dst, 0, n);
-		return;
+		if (v->bits[i] < 0 || v->count[i] < 0 || v->bits[i] + v->count[i] >= v->n_codes)
+			tap_bail("value %lld: codes outside the codes tensor", (long long) i);
+		out.n_codes = v->count[i];
+		out.codes = v->codes + v->bits[i];
 	}
-	memcpy(dst, r->p, n);
-	r->p += n;
+	return out;
 }
 
-static uint32_t
-take_u32(Reader *r)
-{
-	uint32_t	v;
-
-	take(r, &v, 4);
-	return v;
-}
-
-static uint8_t
-take_u8(Reader *r)
-{
-	uint8_t		v;
-
-	take(r, &v, 1);
-	return v;
-}
-
-static void
-take_value(Reader *r, PgfHiformerValue *v)
-{
-	memset(v, 0, sizeof(*v));
-	v->kind = (PgfHiformerValueKind) take_u8(r);
-	if (v->kind == PGF_HIF_VALUE_NUMBER)
-		take(r, &v->number, 8);
-	else if (v->kind == PGF_HIF_VALUE_CODE)
-		take(r, &v->code, 8);
-	else if (v->kind == PGF_HIF_VALUE_CODES)
-	{
-		int64_t    *codes;
-
-		v->n_codes = (int) take_u32(r);
-		if (v->n_codes > 1000)
-		{
-			r->bad = true;
-			v->n_codes = 0;
-			return;
-		}
-		codes = malloc(sizeof(int64_t) * (v->n_codes ? v->n_codes : 1));
-		take(r, codes, sizeof(int64_t) * v->n_codes);
-		v->codes = codes;
-	}
-}
-
+/* n values from *next on (NULL when there is no row), advancing *next. */
 static PgfHiformerValue *
-take_values(Reader *r, int n)
+take_values(const GoldenRows *v, int64_t *next, int n, bool present)
 {
-	PgfHiformerValue *v = calloc(n ? n : 1, sizeof(PgfHiformerValue));
+	PgfHiformerValue *out;
 
+	if (!present)
+		return NULL;
+	out = calloc(n ? n : 1, sizeof(PgfHiformerValue));
 	for (int i = 0; i < n; i++)
-		take_value(r, &v[i]);
-	return v;
+		out[i] = value_at(v, (*next)++);
+	return out;
 }
 
-static int
+static const void *
+rows_tensor(const GoldenFile *f, const char *name, int dtype, long numel)
+{
+	return golden_named(f, dtype, numel, name)->data;
+}
+
+/* Reads the rows file path into g (bails out on a missing or malformed one). */
+static void
 read_golden(const char *path, Golden *g)
 {
-	size_t		size;
-	uint8_t    *buf = pgf_read_file(path, &size);
-	Reader		r;
-	char		magic[8];
+	const int64_t *dims,
+			   *meta;
+	const int32_t *found;
+	const float *probs;
+	int64_t		candidates = 0,
+				done = 0;
 
-	if (buf == NULL)
-		return -1;
-	r.p = buf;
-	r.end = buf + size;
-	r.bad = false;
-	take(&r, magic, 8);
-	g->n_req = (int) take_u32(&r);
-	g->n_tasks = (int) take_u32(&r);
-	g->n_user = (int) take_u32(&r);
-	g->n_context = (int) take_u32(&r);
-	g->n_item = (int) take_u32(&r);
-	if (memcmp(magic, "HIFG0001", 8) != 0 || g->n_req > 1000)
+	memset(g, 0, sizeof(*g));
+	golden_load(&g->file, path, false, "test/gen/golden_hiformer.py");
+	dims = rows_tensor(&g->file, "dims", PGF_DTYPE_I64, 5);
+	if (dims[0] < 1 || dims[0] > 1000 || dims[1] < 1 || dims[2] < 0 || dims[3] < 0 || dims[4] < 0)
+		tap_bail("%s: bad dims", path);
+	g->n_req = (int) dims[0];
+	g->n_tasks = (int) dims[1];
+	g->n_user = (int) dims[2];
+	g->n_context = (int) dims[3];
+	g->n_item = (int) dims[4];
+	meta = rows_tensor(&g->file, "req.meta", PGF_DTYPE_I64, g->n_req * 8L);
+	for (int q = 0; q < g->n_req; q++)
 	{
-		free(buf);
-		return -1;
+		if (meta[q * 8] < 1 || meta[q * 8] > 100000)
+			tap_bail("%s: request %d has %lld candidates", path, q, (long long) meta[q * 8]);
+		candidates += meta[q * 8];
 	}
+	found = rows_tensor(&g->file, "req.found", PGF_DTYPE_I32, candidates);
+	probs = rows_tensor(&g->file, "req.probs", PGF_DTYPE_F32, candidates * g->n_tasks);
+	g->values.n_values = golden_named(&g->file, PGF_DTYPE_I32, -1, "val.kind")->numel;
+	g->values.kind = rows_tensor(&g->file, "val.kind", PGF_DTYPE_I32, g->values.n_values);
+	g->values.bits = rows_tensor(&g->file, "val.bits", PGF_DTYPE_I64, g->values.n_values);
+	g->values.count = rows_tensor(&g->file, "val.count", PGF_DTYPE_I32, g->values.n_values);
+	g->values.n_codes = golden_named(&g->file, PGF_DTYPE_I64, -1, "codes")->numel;
+	g->values.codes = rows_tensor(&g->file, "codes", PGF_DTYPE_I64, g->values.n_codes);
+
 	g->req = calloc(g->n_req, sizeof(GoldenRequest));
-	for (int q = 0; q < g->n_req && !r.bad; q++)
+	for (int q = 0; q < g->n_req; q++)
 	{
 		GoldenRequest *gr = &g->req[q];
-		bool		has_user,
-					has_context;
+		const int64_t *m = meta + q * 8;
+		int64_t		next = m[7];
 
-		gr->n = (int) take_u32(&r);
-		if (gr->n > 100000)
-		{
-			r.bad = true;
-			break;
-		}
-		has_user = take_u8(&r);
-		has_context = take_u8(&r);
-		gr->user = has_user ? take_values(&r, g->n_user) : NULL;
-		gr->context = has_context ? take_values(&r, g->n_context) : NULL;
+		gr->n = (int) m[0];
+		gr->user = take_values(&g->values, &next, g->n_user, m[1] != 0);
+		gr->context = take_values(&g->values, &next, g->n_context, m[2] != 0);
+		memcpy(gr->counts, m + 3, sizeof(gr->counts));
 		gr->items = calloc((size_t) gr->n * g->n_item + 1, sizeof(PgfHiformerValue));
 		gr->found = calloc(gr->n + 1, sizeof(bool));
 		for (int j = 0; j < gr->n; j++)
 		{
-			gr->found[j] = take_u8(&r);
+			gr->found[j] = found[done + j] != 0;
 			if (gr->found[j])
 				for (int s = 0; s < g->n_item; s++)
-					take_value(&r, &gr->items[(size_t) j * g->n_item + s]);
+					gr->items[(size_t) j * g->n_item + s] = value_at(&g->values, next++);
 		}
-		take(&r, gr->counts, sizeof(gr->counts));
-		gr->probs = malloc(sizeof(float) * gr->n * g->n_tasks + 1);
-		take(&r, gr->probs, sizeof(float) * gr->n * g->n_tasks);
+		gr->probs = probs + done * g->n_tasks;
+		done += gr->n;
 	}
-	free(buf);
-	return r.bad ? -1 : 0;
-}
-
-static void
-free_values(PgfHiformerValue *v, size_t n)
-{
-	if (v == NULL)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free((void *) v[i].codes);
-	free(v);
 }
 
 static void
@@ -235,15 +213,13 @@ free_golden(Golden *g)
 {
 	for (int q = 0; q < g->n_req; q++)
 	{
-		GoldenRequest *gr = &g->req[q];
-
-		free_values(gr->user, g->n_user);
-		free_values(gr->context, g->n_context);
-		free_values(gr->items, (size_t) gr->n * g->n_item);
-		free(gr->found);
-		free(gr->probs);
+		free(g->req[q].user);
+		free(g->req[q].context);
+		free(g->req[q].items);
+		free(g->req[q].found);
 	}
 	free(g->req);
+	golden_unload(&g->file);
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -604,11 +580,7 @@ main(void)
 	FILE	   *b = fopen(GOLDEN "/broken.txt", "r");
 
 	if (f == NULL)
-	{
-		printf("1..1\nnot ok 1 - %s/models.txt is missing (make unit generates it with test/gen/golden_hiformer.py)\n",
-			   GOLDEN);
-		return 1;
-	}
+		tap_bail("%s/models.txt is missing: run `make unit` (it runs test/gen/golden_hiformer.py)", GOLDEN);
 	while (n_models < MAX_MODELS && fgets(line, sizeof(line), f))
 		if (sscanf(line, "%63s %255s %255s", names[n_models], pgfs[n_models], rows[n_models]) == 3)
 			n_models++;
@@ -623,9 +595,10 @@ main(void)
 		Loaded		l;
 		Golden		g;
 		char		err[512] = "";
-		bool		ok = load(pgfs[i], &l, err, sizeof(err)) == PGF_OK &&
-			read_golden(rows[i], &g) == 0;
+		bool		ok = load(pgfs[i], &l, err, sizeof(err)) == PGF_OK;
 
+		if (ok)
+			read_golden(rows[i], &g);
 		if (!tap_ok(ok, "%s: %s binds and its reference rows read %s", names[i], pgfs[i], err))
 		{
 			for (int k = 0; k < 7; k++)
