@@ -264,26 +264,34 @@ def model_cases(g, tag, model, tok, grid, seed):
 
 def demo_cases(g, path, n=12):
     """The committed demo model on Fashion-MNIST test images: patches made
-    by PIL (as train_solo.py trains) and PyTorch's greedy answer and caption
+    by PIL (as tools/train/solo.py trains) and PyTorch's greedy answer and caption
     tokens.  Skipped when the model or the data set is missing."""
     if not os.path.exists(path) or not os.path.isdir(fashion.FASHION):
         g.i("demo.count", [0])
         return
     model, m = llama.load_pgf(path)
-    tok = tr.TokenizerSpec.from_header(m.header.tokenizer)
+    greedy_cases(g, "demo", model, tr.TokenizerSpec.from_header(m.header.tokenizer), n)
+
+
+def greedy_cases(g, tag, model, tok, n, show=False):
+    """tag.count, tag.grid and per image tag.I.patches, .answer and .caption:
+    PyTorch's greedy answer ("What is this?") and caption tokens for the
+    first n Fashion-MNIST test images."""
     cfg = model.cfg
     cfg.answer_space = 0
     tasks = fashion.Tasks(cfg, tok, cfg.stop_ids[0])
-    images, labels = fashion.load_fashion("t10k")
+    images, _ = fashion.load_fashion("t10k")
     p = solo.patches_of(images[:n])
     ans = solo.greedy_batch(model, tasks.answer_prompts[0], p, 16, cfg.stop_ids, cfg.suppress_from)
     cap = solo.greedy_batch(model, tasks.caption_prompt, p, 56, cfg.stop_ids, cfg.suppress_from)
-    g.i("demo.count", [n])
-    g.i("demo.grid", list(tasks.grid))
+    g.i("%s.count" % tag, [n])
+    g.i("%s.grid" % tag, list(tasks.grid))
     for i in range(n):
-        g.f("demo.%d.patches" % i, p[i].numpy())
-        g.i("demo.%d.answer" % i, ans[i])
-        g.i("demo.%d.caption" % i, cap[i])
+        g.f("%s.%d.patches" % (tag, i), p[i].numpy())
+        g.i("%s.%d.answer" % (tag, i), ans[i])
+        g.i("%s.%d.caption" % (tag, i), cap[i])
+        if show:
+            print("%s demo: %r / %r" % (tag, tok.decode(ans[i]), tok.decode(cap[i])))
 
 
 def tokenizer_cases(g, tok):
@@ -361,7 +369,7 @@ def smollm2(gguf_path, out):
 
 
 def solo_demo_cases(g, gguf_path, out, n=6):
-    """The SOLO demo on SmolLM2 (committed adapter merged by convert_hf.py,
+    """The SOLO demo on SmolLM2 (committed adapter merged by tools/export/hf.py,
     q8): PyTorch greedy answers and captions of Fashion-MNIST test images on
     the dequantised q8 weights."""
     adapter = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "demo", "models",
@@ -376,20 +384,7 @@ def solo_demo_cases(g, gguf_path, out, n=6):
     llama.save_pgf(model, path, "solo-smollm2-fashion", "q8", tok,
                    dict(patch_size=im.patch_size, max_side=im.max_side))
     model, _ = llama.load_pgf(path)
-    mc = model.cfg
-    mc.answer_space = 0
-    tasks = fashion.Tasks(mc, tok, mc.stop_ids[0])
-    images, _ = fashion.load_fashion("t10k")
-    p = solo.patches_of(images[:n])
-    ans = solo.greedy_batch(model, tasks.answer_prompts[0], p, 16, mc.stop_ids, mc.suppress_from)
-    cap = solo.greedy_batch(model, tasks.caption_prompt, p, 56, mc.stop_ids, mc.suppress_from)
-    g.i("solo.count", [n])
-    g.i("solo.grid", list(tasks.grid))
-    for i in range(n):
-        g.f("solo.%d.patches" % i, p[i].numpy())
-        g.i("solo.%d.answer" % i, ans[i])
-        g.i("solo.%d.caption" % i, cap[i])
-        print("solo demo: %r / %r" % (tok.decode(ans[i]), tok.decode(cap[i])))
+    greedy_cases(g, "solo", model, tok, n, show=True)
 
 
 def main():

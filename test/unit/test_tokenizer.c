@@ -5,7 +5,7 @@
  * text by test/gen/golden_solo.py) encodes tricky strings and license
  * paragraphs with each pre-tokenizer (GPT-2, SmolLM2, Llama-3, Qwen2),
  * with special tokens recognised and not; the ids must equal the plain-
- * Python reference (which golden_solo.py checks against PyPI `tokenizers`
+ * Python reference (which test/gen/golden_solo.py checks against PyPI `tokenizers`
  * when installed).  With the SmolLM2 files of `make unit-smollm2`, the real
  * SmolLM2 tokenizer is checked against `tokenizers` too.  Also: decoding
  * round trips, lossy UTF-8, the byte tokenizer, and files with bad tables.

@@ -9,7 +9,7 @@ Options:
   --vision P,MAX        add SOLO's image tokens (<vision>, <vpatch>,
                         <vrow_sep>, </vision>) after the vocabulary and a zero
                         patch projection for P x P patches, images up to MAX
-  --adapter FILE.pgf    a SOLO adapter written by train_solo.py: its patch
+  --adapter FILE.pgf    a SOLO adapter written by tools.train.solo: its patch
                         projection, the rows of the added tokens and any
                         replaced tensors, its templates and image settings
   --name NAME           model name in the header
@@ -59,7 +59,7 @@ def read_gguf(path):
     f = r.fields
     arch = f["general.architecture"].contents()
     if arch not in ("llama", "qwen2", "mistral"):
-        raise SystemExit("convert_hf: GGUF architecture %r is not a Llama-family decoder" % arch)
+        raise SystemExit("tools.export.hf: GGUF architecture %r is not a Llama-family decoder" % arch)
 
     def get(key, default=None):
         k = "%s.%s" % (arch, key)
@@ -129,7 +129,7 @@ def read_safetensors(path):
             raw = blob[base + start:base + end]
             dt = _ST_DTYPES.get(info["dtype"])
             if dt is None:
-                raise SystemExit("convert_hf: %s has dtype %s" % (name, info["dtype"]))
+                raise SystemExit("tools.export.hf: %s has dtype %s" % (name, info["dtype"]))
             if dt == "bf16":
                 arr = pgf.from_bf16(np.frombuffer(raw, dtype="<u2"))
             else:
@@ -142,7 +142,7 @@ def read_hf(folder):
     cfgj = json.load(open(os.path.join(folder, "config.json")))
     files = sorted(x for x in os.listdir(folder) if x.endswith(".safetensors"))
     if not files:
-        raise SystemExit("convert_hf: no .safetensors in %s" % folder)
+        raise SystemExit("tools.export.hf: no .safetensors in %s" % folder)
     hf = {}
     for x in files:
         hf.update(read_safetensors(os.path.join(folder, x)))
@@ -164,11 +164,11 @@ def read_tokenizer_json(path):
     tj = json.load(open(path, encoding="utf-8"))
     model = tj["model"]
     if model.get("type") != "BPE":
-        raise SystemExit("convert_hf: only byte-level BPE tokenizers are supported")
+        raise SystemExit("tools.export.hf: only byte-level BPE tokenizers are supported")
     vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
     tokens = [t for t, _ in vocab]
     if [i for _, i in vocab] != list(range(len(vocab))):
-        raise SystemExit("convert_hf: tokenizer ids are not contiguous")
+        raise SystemExit("tools.export.hf: tokenizer ids are not contiguous")
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
     pre = json.dumps(tj.get("pre_tokenizer"))
     if "\\\\p{N}{1,3}" in pre or "\\p{N}{1,3}" in pre:
@@ -266,7 +266,7 @@ def load(gguf_path=None, hf_dir=None, vision=None):
 
 
 def apply_adapter(model, tok, path):
-    """Merges a train_solo.py adapter: tensors, templates, image settings."""
+    """Merges a tools.train.solo adapter: tensors, templates, image settings."""
     a = pgf.read(path)
     src = a.header.solo
     cfg = model.cfg
@@ -279,7 +279,7 @@ def apply_adapter(model, tok, path):
                 continue
             target = dict((n, t) for n, t, _ in llama._tensor_map(model)).get(name)
             if target is None:
-                raise SystemExit("convert_hf: adapter tensor %s has no place in the model" % name)
+                raise SystemExit("tools.export.hf: adapter tensor %s has no place in the model" % name)
             target.copy_(value.reshape(target.shape))
     for field in ("caption_template", "answer_template", "text_template"):
         if getattr(src, field):
@@ -322,7 +322,7 @@ def main():
     elif vision:
         image = dict(patch_size=vision[0], max_side=vision[1])
     n = llama.save_pgf(model, args.out, args.name or cfg["name"], args.dtype, tok, image, meta)
-    print("convert_hf: wrote %s (%.1f MB, %s, vocab %d, %d layers)"
+    print("tools.export.hf: wrote %s (%.1f MB, %s, vocab %d, %d layers)"
           % (args.out, n / 1e6, args.dtype, model.cfg.vocab_size, model.cfg.n_layers))
 
 

@@ -154,7 +154,7 @@ def main():
 
 def write_adapter(model, tok, path, first_row, image, meta):
     """The trained parts of a frozen-LLM SOLO: patch projection, added token
-    rows, templates and image settings (merged by convert_hf.py --adapter)."""
+    rows, templates and image settings (merged by tools.export.hf --adapter)."""
     w = pgf.Writer("solo_adapter", "SOLO adapter")
     llama.fill_config(w.header.solo, model.cfg)
     w.add("dec.emb.patch.weight", model.patch.weight.detach())
