@@ -18,7 +18,7 @@ Tensor names in the .pgf file (models/transformer.h naming, prefix "dec"):
   dec.l<l>.ln2.gamma, .ffn.w1 (gate), .ffn.w3 (up), .ffn.w2 (down)
   dec.lnf.gamma [d]              final RMSNorm
   dec.head.weight [V, d]         output projection when not tied
-Tokenizer side tables (models/tokenizer.h) are written by tokenizer_ref.py.
+Tokenizer side tables (models/tokenizer.h) are written by tools/models/tokenizer.py.
 
 Image input (docs/solo.md, "Images"): the SOLO size rule, per-channel
 normalisation and channel-major patches; `image_block` lays out
@@ -307,7 +307,7 @@ def build_prompt(cfg, tokenizer, template, image=None, text=None):
     template parts: literal text is tokenized with special tokens recognised;
     {question} / {prompt} is the user's text, tokenized as plain text; {image}
     is the image block of an image with grid image = (nH, nW) (skipped when
-    None).  tokenizer: a tokenizer_ref.TokenizerSpec (its plain-Python
+    None).  tokenizer: a tools.models.tokenizer.TokenizerSpec (its plain-Python
     encoder)."""
     ids, pidx = [], []
     for kind, value in split_template(template):
@@ -402,7 +402,7 @@ def save_pgf(model: Decoder, path, name, dtype="f32", tokenizer=None,
              image=None, metadata=None, q8_block=32):
     """Writes model as a "solo" .pgf.  dtype: f32, bf16 or q8 for matrices
     and the token table (norm gains and biases stay f32).  tokenizer: a
-    tokenizer_ref.TokenizerSpec (written with its side tables).  image:
+    tools.models.tokenizer.TokenizerSpec (written with its side tables).  image:
     dict(patch_size, max_side, mean, std, grey) for ImagePreprocess."""
     w = pgf.Writer("solo", name)
     fill_config(w.header.solo, model.cfg)

@@ -16,7 +16,7 @@ Two reference encoders, both independent of the C code:
     SmolLM2 checks) and to check `encode_ref` itself.
 The BYTES kind (one token per byte, for tiny models) is encoded directly.
 
-  python tokenizer_ref.py unicode-tables OUT.h   writes the Unicode class
+  python3 -m tools.models.tokenizer unicode-tables OUT.h   writes the Unicode class
       ranges (letters, numbers) the C pre-tokenizer uses
 """
 import sys
