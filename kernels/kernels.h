@@ -262,6 +262,46 @@ void		pgf_block_forward(const PgfBlockSpec *spec, const PgfBlockWeights *w,
 size_t		pgf_block_scratch_bytes(const PgfBlockSpec *spec, int total_rows,
 									int max_kv);
 
+/* ---- feature maps (conv.c) ------------------------------------------- */
+
+/*
+ * Feature maps are position-major: x[h * w, c], row y * w + x holding the c
+ * channels of pixel (y, x).
+ *
+ * out[h * w, weight->rows] = conv(x) + bias (bias may be NULL): a kernel x
+ * kernel convolution, stride 1, zero padding (kernel - 1) / 2, kernel 1 or
+ * 3.  weight is [c_out, kernel * kernel * c_in] in (ky, kx, c_in) order
+ * (PyTorch's [c_out, c_in, ky, kx] permuted), any dtype.  out must not
+ * overlap x.  Scratch: pgf_conv2d_scratch_bytes.
+ */
+void		pgf_conv2d(float *out, const float *x, int h, int w, int c_in, int kernel,
+					   const PgfMatrix *weight, const float *bias, PgfArena *scratch);
+size_t		pgf_conv2d_scratch_bytes(int h, int w, int c_in, int kernel,
+									 const PgfMatrix *weight);
+
+/* out[n, c] = GroupNorm(x) (torch.nn.GroupNorm over n positions, c % groups
+ * == 0); gamma, beta may be NULL; out may equal x. */
+void		pgf_groupnorm(float *out, const float *x, int n, int c, int groups,
+						  const float *gamma, const float *beta, float eps);
+
+/* out[(2h) * (2w), c] = x[h * w, c], each pixel repeated 2 x 2 (nearest). */
+void		pgf_upsample_nearest2(float *out, const float *x, int h, int w, int c);
+
+/* A spatial self-attention block: GroupNorm, 1x1 q, k, v, one head, 1x1 proj. */
+typedef struct PgfSpatialAttention
+{
+	int			groups;
+	float		norm_eps;
+	const float *norm_gamma, *norm_beta;
+	PgfMatrix	wq, wk, wv, wo;		/* [c, c] */
+	const float *bq, *bk, *bv, *bo;
+} PgfSpatialAttention;
+
+/* x[n, c] += wo(softmax(q k^T / sqrt(c)) v), q, k, v = w(GroupNorm(x)), in place. */
+void		pgf_spatial_attention(float *x, int n, int c, const PgfSpatialAttention *a,
+								  PgfArena *scratch);
+size_t		pgf_spatial_attention_scratch_bytes(int n, int c, const PgfSpatialAttention *a);
+
 /* ---- selection --------------------------------------------------------- */
 
 /*

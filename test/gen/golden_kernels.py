@@ -428,6 +428,82 @@ def topk_cases(g):
     g.i("topk.skip", skip)
 
 
+def nchw(x, h, w):
+    """A position-major feature map [h * w, c] as a PyTorch [1, c, h, w]."""
+    return t64(x).reshape(h, w, -1).permute(2, 0, 1).unsqueeze(0)
+
+
+def position_major(t):
+    """PyTorch [1, c, h, w] as the kernels' [h * w, c]."""
+    return f32(t[0].permute(1, 2, 0).reshape(-1, t.shape[1]))
+
+
+def conv_weight(w):
+    """PyTorch's [c_out, c_in, ky, kx] in the kernels' (ky, kx, c_in) order."""
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1))
+
+
+def feature_map_cases(g):
+    # conv2d: (name, h, w, c_in, c_out, kernel, dtype); "band" is wide enough
+    # that the 3x3 im2col runs in two bands of rows
+    for name, h, w, cin, cout, k, dtype in (("k3", 7, 5, 6, 4, 3, pgf.F32),
+                                            ("k3_band", 50, 64, 40, 8, 3, pgf.F32),
+                                            ("k3_bf16", 9, 6, 16, 12, 3, pgf.BF16),
+                                            ("k1", 6, 7, 24, 10, 1, pgf.F32)):
+        x = randn(h * w, cin)
+        wt = randn(cout, cin, k, k, scale=1 / math.sqrt(cin * k * k))
+        if dtype == pgf.BF16:
+            wt = pgf.from_bf16(pgf.to_bf16(wt)).reshape(wt.shape)
+        bias = randn(cout, scale=0.1)
+        ref = F.conv2d(nchw(x, h, w), t64(wt), t64(bias), padding=(k - 1) // 2)
+        p = "conv.%s." % name
+        g.i(p + "dims", [h, w, cin, cout, k])
+        g.f(p + "x", x)
+        g.w.add(p + "w", conv_weight(wt), dtype=dtype)
+        g.f(p + "b", bias)
+        g.f(p + "out", position_major(ref))
+    # GroupNorm over n positions
+    for name, n, c, groups in (("g32", 37, 64, 32), ("g4", 12, 20, 4)):
+        x = randn(n, c, scale=2.0) + 0.5
+        gamma, beta = randn(c) * 0.5 + 1, randn(c, scale=0.2)
+        X = t64(x).T.unsqueeze(0)                       # [1, c, n]
+        ref = F.group_norm(X, groups, t64(gamma), t64(beta), eps=1e-6)[0].T
+        p = "groupnorm.%s." % name
+        g.i(p + "dims", [n, c, groups])
+        g.f(p + "x", x)
+        g.f(p + "gamma", gamma)
+        g.f(p + "beta", beta)
+        g.f(p + "out", f32(ref))
+    # nearest x2 upsampling
+    h, w, c = 3, 5, 4
+    x = randn(h * w, c)
+    g.i("upsample.dims", [h, w, c])
+    g.f("upsample.x", x)
+    g.f("upsample.out", position_major(F.interpolate(nchw(x, h, w), scale_factor=2.0,
+                                                     mode="nearest")))
+    # spatial attention (a taming-transformers AttnBlock)
+    h, w, c, groups = 6, 5, 32, 8
+    x = randn(h * w, c)
+    p = "spatial."
+    g.i(p + "dims", [h, w, c, groups])
+    g.f(p + "x", x)
+    X = nchw(x, h, w)
+    gamma, beta = randn(c) * 0.5 + 1, randn(c, scale=0.2)
+    g.f(p + "gamma", gamma)
+    g.f(p + "beta", beta)
+    hn = F.group_norm(X, groups, t64(gamma), t64(beta), eps=1e-6)
+    proj = {}
+    for name in ("q", "k", "v", "proj_out"):
+        wt, bias = randn(c, c, 1, 1, scale=1 / math.sqrt(c)), randn(c, scale=0.1)
+        g.f(p + name + ".w", conv_weight(wt))
+        g.f(p + name + ".b", bias)
+        proj[name] = (t64(wt), t64(bias))
+    q, k, v = (F.conv2d(hn, *proj[n]).reshape(c, h * w) for n in ("q", "k", "v"))
+    attn = torch.softmax(q.T @ k / math.sqrt(c), dim=-1)      # [hw, hw]
+    out = (v @ attn.T).reshape(1, c, h, w)
+    g.f(p + "out", position_major(X + F.conv2d(out, *proj["proj_out"])))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: golden_kernels.py OUT.pgf")
@@ -446,6 +522,7 @@ def main():
     llama_case(g, "llama", False)
     llama_case(g, "llama_q8", True)
     topk_cases(g)
+    feature_map_cases(g)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     size = g.w.write(out)
     print("%s: %d tensors, %d bytes" % (out, len(g.w.header.tensors), size))
