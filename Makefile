@@ -183,6 +183,13 @@ $(HIFORMER_GOLDEN): test/gen/golden_hiformer.py tools/models/hiformer.py tools/e
 	$(PYTHON) test/gen/golden_hiformer.py $(dir $@)
 unit-data: $(HIFORMER_GOLDEN)
 
+# PyTorch references for the UniFork image-side tests (generated, git-ignored).
+UNIFORK_GOLDEN = test/unit/golden/unifork.pgf
+$(UNIFORK_GOLDEN): test/gen/golden_unifork.py tools/models/unifork.py tools/pgf.py proto/model.proto
+	@mkdir -p $(dir $@)
+	$(PYTHON) test/gen/golden_unifork.py $@
+unit-data: $(UNIFORK_GOLDEN)
+
 # ---- whole-project entry points -------------------------------------------
 
 # TESTS="name ..." runs only those suites (see test/run.sh)
