@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 static int	tap_run = 0;
 static int	tap_failed = 0;
@@ -102,6 +103,16 @@ tap_bail(const char *fmt,...)
 	va_end(args);
 	printf("\n");
 	exit(1);
+}
+
+/* Wall-clock milliseconds, for the timings a test reports (never asserts). */
+static inline double
+tap_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* Prints the plan, the tests that ran; the exit status is 0 when all passed. */

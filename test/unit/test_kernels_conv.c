@@ -11,18 +11,7 @@
  * against PyTorch on the weights as stored).  Reported, never asserted: the
  * time of im2col + GEMM against the direct loop on a decoder-sized layer.
  */
-#include <time.h>
-
 #include "test/unit/kernels_golden.h"
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /*
  * The direct convolution, written as independently of conv.c as a C
@@ -138,13 +127,13 @@ test_conv_speed(void)
 				t_direct;
 
 	pgf_conv2d(out, x, h, w, c, 3, &wt, NULL, &a);	/* warm up */
-	t0 = now_ms();
+	t0 = tap_now_ms();
 	for (int r = 0; r < 3; r++)
 		pgf_conv2d(out, x, h, w, c, 3, &wt, NULL, &a);
-	t_im2col = (now_ms() - t0) / 3;
-	t0 = now_ms();
+	t_im2col = (tap_now_ms() - t0) / 3;
+	t0 = tap_now_ms();
 	direct_conv(direct, x, h, w, c, c, 3, weight, NULL);
-	t_direct = now_ms() - t0;
+	t_direct = tap_now_ms() - t0;
 	check_rel(out, direct, (size_t) h * w * c, 1e-5, "conv2d 64x64x64 3x3: im2col + GEMM equals the direct loop");
 	tap_diag("conv2d 3x3, 64x64 pixels, 64 -> 64 channels (%.0f MMAC): im2col + GEMM %.2f ms, direct loop %.2f ms",
 			 h * w * 9.0 * c * c / 1e6, t_im2col, t_direct);

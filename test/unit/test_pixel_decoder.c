@@ -11,8 +11,6 @@
  * tensors rejected naming the tensor; configs out of range rejected.
  * Reported, never asserted: the time of one tiny decode.
  */
-#include <time.h>
-
 #include "models/pixel_decoder.h"
 #include "test/unit/golden.h"
 #include "test/unit/tap.h"
@@ -27,15 +25,6 @@ static void
 count_interrupt(void)
 {
 	interrupts++;
-}
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* The case's config; *h, *w its latent grid. */
@@ -101,9 +90,9 @@ test_case(const char *name)
 	pgf_arena_init(&a, base, pgf_pixel_decoder_arena_bytes(d, h, w));
 	interrupts = 0;
 	pgf_interrupt_hook = count_interrupt;
-	t0 = now_ms();
+	t0 = tap_now_ms();
 	pgf_pixel_decode(d, zq, h, w, out, &a);
-	t0 = now_ms() - t0;
+	t0 = tap_now_ms() - t0;
 	pgf_interrupt_hook = NULL;
 	for (size_t i = 0; i < n_out; i++)
 	{
