@@ -1,6 +1,7 @@
-"""PyTorch references for test/unit/test_pixel_decoder.c: seeded random
-pixel decoders (tools/models/unifork.py) with their inputs and outputs,
-one .pgf file (architecture "golden").
+"""PyTorch references for test/unit/test_pixel_decoder.c and
+test/unit/test_rq.c: seeded random pixel decoders, a residual quantiser's
+codebook and a depth head (tools/models/unifork.py) with their inputs and
+outputs, one .pgf file (architecture "golden").
 
     python3 test/gen/golden_unifork.py OUT.pgf
 
@@ -10,6 +11,14 @@ under "pixdec.<c>." as the C side reads them (tools.models.unifork
 .decoder_tensors), pixdec.<c>.zq [h * w, embed_dim] (position-major) and
 pixdec.<c>.out [(h s) * (w s), 3]: the decoder's output before clamping,
 computed in float64 from the float32 weights.
+
+rq.codebook [K, e], rq.z [n, e], rq.dims I32 [depth], rq.codes I32
+[n, depth], rq.zq [n, e]: the quantiser (every choice wins by a margin).
+depth.dims I32 [d, width, heads, d_ff, blocks, depth], depth.* the head's
+tensors, depth.hidden [2, d] (cond, uncond), depth.forced I32 [depth],
+depth.logits [depth, 2, K] (teacher forcing with the forced codes),
+depth.cfg F32 [guidance scale], depth.greedy I32 [depth]: the codes greedy
+decoding of the guided logits picks.
 """
 import os
 import sys
@@ -28,6 +37,52 @@ CASES = (
     ("narrow", uf.PixelDecoderConfig(ch=16, ch_mult=(2, 1), num_res_blocks=0,
                                      z_channels=8, embed_dim=12, groups=8), 3, 5),
 )
+
+
+def rq_cases(w):
+    g = torch.Generator().manual_seed(99)
+    k, e, n, depth = 40, 16, 30, 3
+    codebook = torch.randn(k, e, generator=g)
+    z = torch.randn(n, e, generator=g) * 1.5
+    codes, zq = uf.rq_quantize(z.double(), codebook.double(), depth)
+    # every choice wins by a margin, so float32 distances choose the same
+    r = z.double()
+    for j in range(depth):
+        dist = ((r[:, None, :] - codebook.double()[None]) ** 2).sum(-1).sort(1).values
+        assert (dist[:, 1] - dist[:, 0]).min() > 1e-3, "ambiguous quantiser case"
+        r = r - codebook.double()[codes[:, j]]
+    w.add("rq.codebook", codebook.numpy())
+    w.add("rq.z", z.numpy())
+    w.add("rq.dims", np.array([depth], np.int32), dtype=pgf.I32)
+    w.add("rq.codes", codes.numpy().astype(np.int32), dtype=pgf.I32)
+    w.add("rq.zq", zq.numpy().astype(np.float32))
+
+    c = uf.DepthHeadConfig(d=32, width=48, heads=4, d_ff=64, blocks=2, depth=depth,
+                           codebook_size=k, code_dim=e)
+    head = uf.DepthHead(c)
+    uf.init_random(head, 5)
+    for name, value in uf.depth_head_tensors(head, "depth.").items():
+        w.add(name, value)
+    w.add("depth.dims", np.array([c.d, c.width, c.heads, c.d_ff, c.blocks, c.depth], np.int32),
+          dtype=pgf.I32)
+    hidden = torch.randn(2, c.d, generator=g)
+    forced = torch.tensor([7, 31, 2])
+    head = head.double()
+    cb = codebook.double()
+    logits = head(hidden.double(), forced.repeat(2, 1), cb)          # [2, D, K]
+    w.add("depth.hidden", hidden.numpy())
+    w.add("depth.forced", forced.numpy().astype(np.int32), dtype=pgf.I32)
+    w.add("depth.logits", logits.permute(1, 0, 2).numpy().astype(np.float32))
+    scale = 4.0
+    greedy = torch.zeros(depth, dtype=torch.long)
+    for j in range(depth):          # recomputed from scratch at every depth
+        lg = head(hidden.double(), greedy.repeat(2, 1), cb)[:, j]
+        mixed = lg[1] + scale * (lg[0] - lg[1])
+        top = mixed.sort(descending=True).values
+        assert top[0] - top[1] > 1e-3, "ambiguous greedy case"
+        greedy[j] = int(torch.argmax(mixed))
+    w.add("depth.cfg", np.array([scale], np.float32))
+    w.add("depth.greedy", greedy.numpy().astype(np.int32), dtype=pgf.I32)
 
 
 def main():
@@ -49,6 +104,7 @@ def main():
         out = model.double()(zq.double())[0]
         w.add(p + "out", np.ascontiguousarray(
             out.permute(1, 2, 0).reshape(-1, cfg.out_channels).numpy().astype(np.float32)))
+    rq_cases(w)
     out = sys.argv[1]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     size = w.write(out)

@@ -1,9 +1,16 @@
 """The PyTorch reference of UniFork's image side (docs/unifork.md): the
-residual quantiser (RQ) over a shared codebook and the convolutional pixel
-decoder that turns quantised features into an RGB image.
+residual quantiser (RQ) over a shared codebook, the depth head that
+predicts an image position's codes one depth after another, and the
+convolutional pixel decoder that turns quantised features into an RGB
+image.
 
   RQ:       r_0 = z;  c_d = argmin_k |r_d - C_k|^2;  r_{d+1} = r_d - C[c_d]
             z_q = sum_d C[c_d]                         (depth D, one codebook)
+  Depth head (RQ transformer), for the codes of one image position from
+  the LLM's hidden state h:
+            x_0 = in_mlp_2(h) + pos[0];  x_j = in_mlp_1(C[c_0] + .. + C[c_{j-1}]) + pos[j]
+            blocks: x += out_proj(MHA(in_proj(LN1(x))));  x += mlp2(gelu(mlp0(LN2(x))))
+            (causal over depths); logits_j = classifier(LN_cls(x_j))
   Decoder:  post_quant 1x1 -> conv_in 3x3 -> mid (Res, Attn, Res) ->
             per level, lowest resolution first: (nrb + 1) x Res (+ Attn at
             the lowest resolution) then nearest x2 + conv 3x3 (all but the
@@ -186,6 +193,99 @@ def rq_quantize(z, codebook, depth):
         zq = zq + codebook[c]
         r = r - codebook[c]
     return torch.stack(codes, 1), zq
+
+
+@dataclass
+class DepthHeadConfig:
+    d: int = 128                     # the LLM's width (in and out)
+    width: int = 128                 # attention width E
+    heads: int = 4
+    d_ff: int = 128                  # MLP hidden width
+    blocks: int = 1
+    depth: int = 2                   # D codes per position
+    codebook_size: int = 256
+    code_dim: int = 64
+    eps: float = 1e-5                # LayerNorm (PyTorch's default)
+
+
+class DepthBlock(nn.Module):
+    def __init__(self, c: DepthHeadConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(c.d, eps=c.eps)
+        self.attn_in_proj = nn.Linear(c.d, c.width)
+        self.query = nn.Linear(c.width, c.width)
+        self.key = nn.Linear(c.width, c.width)
+        self.value = nn.Linear(c.width, c.width)
+        self.proj = nn.Linear(c.width, c.width)
+        self.attn_out_proj = nn.Linear(c.width, c.d)
+        self.ln2 = nn.LayerNorm(c.d, eps=c.eps)
+        self.mlp0 = nn.Linear(c.d, c.d_ff)
+        self.mlp2 = nn.Linear(c.d_ff, c.d)
+        self.heads = c.heads
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        u = self.attn_in_proj(self.ln1(x))
+        hd = u.shape[-1] // self.heads
+
+        def split(y):
+            return y.reshape(b, t, self.heads, hd).transpose(1, 2)
+        q, k, v = split(self.query(u)), split(self.key(u)), split(self.value(u))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(hd)
+        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+        o = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, t, -1)
+        x = x + self.attn_out_proj(self.proj(o))
+        return x + self.mlp2(F.gelu(self.mlp0(self.ln2(x))))
+
+
+class DepthHead(nn.Module):
+    """The RQ transformer of one image position, computed without a cache
+    (every depth recomputes the positions before it, as the released code
+    does); teacher forcing gives every depth's logits in one pass."""
+
+    def __init__(self, c: DepthHeadConfig):
+        super().__init__()
+        self.c = c
+        self.in_mlp_1 = nn.Linear(c.code_dim, c.d)
+        self.in_mlp_2 = nn.Linear(c.d, c.d)
+        self.pos_emb_d = nn.Parameter(torch.zeros(c.depth, c.d))
+        self.blocks = nn.ModuleList([DepthBlock(c) for _ in range(c.blocks)])
+        self.ln_cls = nn.LayerNorm(c.d, eps=c.eps)
+        self.classifier = nn.Linear(c.d, c.codebook_size)
+
+    def forward(self, h, codes, codebook):
+        """h [b, d], codes [b, D] (the codes of depths 0..D-2 are read),
+        codebook [K, code_dim] -> logits [b, D, K]."""
+        parts = [self.in_mlp_2(h)[:, None]]
+        partial = torch.zeros(h.shape[0], codebook.shape[1], dtype=h.dtype)
+        for j in range(self.c.depth - 1):
+            partial = partial + codebook[codes[:, j]]
+            parts.append(self.in_mlp_1(partial)[:, None])
+        x = torch.cat(parts, 1) + self.pos_emb_d
+        for block in self.blocks:
+            x = block(x)
+        return self.classifier(self.ln_cls(x))
+
+
+def depth_head_tensors(model: DepthHead, prefix):
+    """{name: float32 array} of a depth head: its parameter names under prefix."""
+    return {prefix + name: np.ascontiguousarray(value.detach().to(torch.float32).numpy())
+            for name, value in model.state_dict().items()}
+
+
+def init_random(model, seed, std=0.2):
+    """Seeded random weights for tests: matrices ~ N(0, 1 / fan_in), LayerNorm
+    scales near 1, everything else N(0, std^2)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and "pos_emb" not in name:
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p.shape[1]))
+            elif name.endswith(".weight") and "ln" in name.split(".")[-2]:
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(std * torch.randn(p.shape, generator=g))
 
 
 def decoder_tensors(model: PixelDecoder, prefix):
