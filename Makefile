@@ -185,7 +185,7 @@ unit-data: $(HIFORMER_GOLDEN)
 
 # PyTorch references for the UniFork image-side tests (generated, git-ignored).
 UNIFORK_GOLDEN = test/unit/golden/unifork.pgf
-$(UNIFORK_GOLDEN): test/gen/golden_unifork.py tools/models/unifork.py tools/pgf.py proto/model.proto
+$(UNIFORK_GOLDEN): test/gen/golden_unifork.py tools/models/unifork.py tools/models/llama.py tools/models/tokenizer.py tools/pgf.py proto/model.proto
 	@mkdir -p $(dir $@)
 	$(PYTHON) test/gen/golden_unifork.py $@
 unit-data: $(UNIFORK_GOLDEN)

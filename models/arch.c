@@ -12,6 +12,7 @@
 #include "models/fintrec.h"
 #include "models/hiformer.h"
 #include "models/solo.h"
+#include "models/unifork.h"
 
 static const PgfArch arches[] = {
 	{"block_stack", PGFORMER__MODEL_HEADER__CONFIG_BLOCK_STACK,
@@ -19,6 +20,7 @@ static const PgfArch arches[] = {
 	{"fintrec", PGFORMER__MODEL_HEADER__CONFIG_FINTREC, sizeof(PgfFintrecModel), pgf_fintrec_bind},
 	{"hiformer", PGFORMER__MODEL_HEADER__CONFIG_HIFORMER, sizeof(PgfHiformerModel), pgf_hiformer_bind},
 	{"solo", PGFORMER__MODEL_HEADER__CONFIG_SOLO, sizeof(PgfSoloModel), pgf_solo_bind},
+	{"unifork", PGFORMER__MODEL_HEADER__CONFIG_UNIFORK, sizeof(PgfUniforkModel), pgf_unifork_bind},
 };
 
 const PgfArch *

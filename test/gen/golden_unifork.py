@@ -19,6 +19,15 @@ tensors, depth.hidden [2, d] (cond, uncond), depth.forced I32 [depth],
 depth.logits [depth, 2, K] (teacher forcing with the forced codes),
 depth.cfg F32 [guidance scale], depth.greedy I32 [depth]: the codes greedy
 decoding of the guided logits picks.
+
+Beside OUT.pgf, unifork_tiny.pgf: a whole random UniFork (byte tokenizer,
+4 x 4 image positions of 2 codes, 8 x 8 pixels), with in OUT.pgf
+model.cond / model.uncond I32 (prompt token ids), model.cfg F32 [scale],
+model.codes I32 [16, 2] (greedy generation; every choice wins by a
+margin), model.pixels [64, 3] (the decoder's output for those codes) and
+model.und_logits [vocab] (the understanding branch's logits after the
+prompt); unifork_broken_{codebook,depth,levels}.pgf: the same file with a
+codebook size, a code depth or a decoder level its tensors do not have.
 """
 import os
 import sys
@@ -27,6 +36,8 @@ import numpy as np
 import torch
 
 from tools import pgf
+from tools.models import llama
+from tools.models import tokenizer as tr
 from tools.models import unifork as uf
 
 CASES = (
@@ -85,6 +96,62 @@ def rq_cases(w):
     w.add("depth.greedy", greedy.numpy().astype(np.int32), dtype=pgf.I32)
 
 
+def model_case(w, path):
+    tok = tr.TokenizerSpec("bytes", specials=[("<s>", 256), ("</s>", 257)])
+    c = uf.UniForkConfig(
+        llm=llama.DecoderConfig(d_model=64, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=128,
+                                vocab_size=258, norm_eps=1e-6, rope_theta=1e4, qkv_bias=True,
+                                tied=True, max_positions=64),
+        image_grid=4,
+        head=uf.DepthHeadConfig(d=64, width=64, heads=4, d_ff=128, blocks=1, depth=2,
+                                codebook_size=64, code_dim=32),
+        decoder=uf.PixelDecoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=0, z_channels=16,
+                                      embed_dim=32),
+        cfg_scale=3.0, gen_template="<s>{prompt}", uncond_prompt="")
+    model = uf.UniFork(c)
+    model.llm.init_weights(21, std=0.1)
+    g = torch.Generator().manual_seed(30)
+    with torch.no_grad():
+        for name, p in model.gen_layers.named_parameters():
+            noise = torch.randn(p.shape, generator=g) * 0.1
+            p.copy_(1 + noise if ".ln" in "." + name else noise)
+    for module in (model.head, model.linear1, model.linear2):
+        uf.init_random(module, 41)
+    uf.init_decoder(model.vq, 42)
+    with torch.no_grad():
+        model.codebook.copy_(torch.randn(model.codebook.shape, generator=g))
+        model.boi_eoi.copy_(torch.randn(model.boi_eoi.shape, generator=g) * 0.5)
+        model.norm_gen.weight.fill_(1.0)
+    uf.save_pgf(model, path, "unifork-tiny-random", tokenizer=tok)
+    model = model.double()
+    cond, uncond = tok.encode("<s>a photo of a bag"), tok.encode("<s>")
+    margins = []
+    codes = model.generate_codes(cond, uncond, margins=margins)
+    assert min(margins) > 1e-3, "ambiguous generation case (%g)" % min(margins)
+    pixels = model.decode_codes(codes)
+    with torch.no_grad():
+        und = model.llm(torch.tensor([cond]))[0, -1]
+    w.add("model.cond", np.array(cond, np.int32), dtype=pgf.I32)
+    w.add("model.uncond", np.array(uncond, np.int32), dtype=pgf.I32)
+    w.add("model.cfg", np.array([c.cfg_scale], np.float32))
+    w.add("model.codes", codes.numpy().astype(np.int32), dtype=pgf.I32)
+    w.add("model.pixels", np.ascontiguousarray(
+        pixels.permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.float32)))
+    w.add("model.und_logits", und.numpy().astype(np.float32))
+    # files whose config does not match their tensors
+    for tag, edit in (("codebook", lambda h: setattr(h, "codebook_size", h.codebook_size + 1)),
+                      ("depth", lambda h: setattr(h, "rq_depth", h.rq_depth + 1)),
+                      ("levels", lambda h: h.decoder_ch_mult.append(2))):
+        m = pgf.read(path)
+        bw = pgf.Writer("unifork", "broken")
+        bw.header.CopyFrom(m.header)
+        del bw.header.tensors[:]
+        edit(bw.header.unifork)
+        for t in m.header.tensors:
+            bw.add(t.name, np.array(m.tensors[t.name]), dtype=t.dtype)
+        bw.write(os.path.join(os.path.dirname(path), "unifork_broken_%s.pgf" % tag))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: golden_unifork.py OUT.pgf")
@@ -106,6 +173,7 @@ def main():
             out.permute(1, 2, 0).reshape(-1, cfg.out_channels).numpy().astype(np.float32)))
     rq_cases(w)
     out = sys.argv[1]
+    model_case(w, os.path.join(os.path.dirname(os.path.abspath(out)), "unifork_tiny.pgf"))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     size = w.write(out)
     print("%s: %d tensors, %d bytes" % (out, len(w.header.tensors), size))

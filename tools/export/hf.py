@@ -277,7 +277,7 @@ def apply_adapter(model, tok, path):
                 first = int(a.header.metadata["adapter.first_row"])
                 model.tok.weight[first:first + value.shape[0]] = value
                 continue
-            target = dict((n, t) for n, t, _ in llama._tensor_map(model)).get(name)
+            target = dict((n, t) for n, t, _ in llama.tensor_map(model)).get(name)
             if target is None:
                 raise SystemExit("tools.export.hf: adapter tensor %s has no place in the model" % name)
             target.copy_(value.reshape(target.shape))

@@ -329,33 +329,36 @@ def build_prompt(cfg, tokenizer, template, image=None, text=None):
 
 # ---- .pgf files -----------------------------------------------------------
 
-def _tensor_map(model: Decoder):
-    """(pgf name, tensor, kind) for every weight; kind: 'vec', 'mat', 'emb'."""
-    cfg = model.cfg
-    out = [("dec.emb.tok", model.tok.weight, "emb")]
-    if model.patch is not None:
-        out.append(("dec.emb.patch.weight", model.patch.weight, "mat"))
-    for i, layer in enumerate(model.layers):
-        p = "dec.l%d." % i
-        out.append((p + "ln1.gamma", layer.ln1.weight, "vec"))
-        for part in ("q", "k", "v", "o"):
-            lin = getattr(layer, part)
-            out.append((p + "attn.%s.weight" % part, lin.weight, "mat"))
-            if part != "o" and cfg.qkv_bias:
-                out.append((p + "attn.%s.bias" % part, lin.bias, "vec"))
-        out.append((p + "ln2.gamma", layer.ln2.weight, "vec"))
-        out.append((p + "ffn.w1", layer.w1.weight, "mat"))
-        out.append((p + "ffn.w3", layer.w3.weight, "mat"))
-        out.append((p + "ffn.w2", layer.w2.weight, "mat"))
-    out.append(("dec.lnf.gamma", model.lnf.weight, "vec"))
-    if model.head is not None:
-        out.append(("dec.head.weight", model.head.weight, "mat"))
+def layer_tensors(layer: Block, p, qkv_bias):
+    """(pgf name, tensor, kind) of one block's weights under prefix p ("dec.l0.")."""
+    out = [(p + "ln1.gamma", layer.ln1.weight, "vec")]
+    for part in ("q", "k", "v", "o"):
+        lin = getattr(layer, part)
+        out.append((p + "attn.%s.weight" % part, lin.weight, "mat"))
+        if part != "o" and qkv_bias:
+            out.append((p + "attn.%s.bias" % part, lin.bias, "vec"))
+    out.append((p + "ln2.gamma", layer.ln2.weight, "vec"))
+    out.append((p + "ffn.w1", layer.w1.weight, "mat"))
+    out.append((p + "ffn.w3", layer.w3.weight, "mat"))
+    out.append((p + "ffn.w2", layer.w2.weight, "mat"))
     return out
 
 
-def fill_config(msg, cfg: DecoderConfig):
-    """Fills a DecoderLMConfig message from cfg."""
-    b = msg.blocks
+def tensor_map(model: Decoder, prefix="dec"):
+    """(pgf name, tensor, kind) for every weight; kind: 'vec', 'mat', 'emb'."""
+    out = [(prefix + ".emb.tok", model.tok.weight, "emb")]
+    if model.patch is not None:
+        out.append((prefix + ".emb.patch.weight", model.patch.weight, "mat"))
+    for i, layer in enumerate(model.layers):
+        out.extend(layer_tensors(layer, "%s.l%d." % (prefix, i), model.cfg.qkv_bias))
+    out.append((prefix + ".lnf.gamma", model.lnf.weight, "vec"))
+    if model.head is not None:
+        out.append((prefix + ".head.weight", model.head.weight, "mat"))
+    return out
+
+
+def fill_blocks(b, cfg: DecoderConfig):
+    """Fills a TransformerConfig message with cfg's Llama-family blocks."""
     b.d_model, b.n_layers, b.n_heads = cfg.d_model, cfg.n_layers, cfg.n_heads
     b.n_kv_heads, b.head_dim, b.d_ff = cfg.n_kv_heads, cfg.hd, cfg.d_ff
     b.norm = pgf.pb.RMS_NORM
@@ -367,6 +370,11 @@ def fill_config(msg, cfg: DecoderConfig):
     b.rope_theta = cfg.rope_theta
     b.max_positions = cfg.max_positions
     b.final_norm = True
+
+
+def fill_config(msg, cfg: DecoderConfig):
+    """Fills a DecoderLMConfig message from cfg."""
+    fill_blocks(msg.blocks, cfg)
     msg.vocab_size = cfg.vocab_size
     msg.tied_embeddings = cfg.tied
     msg.bos_id, msg.eos_id = cfg.bos_id, cfg.eos_id
@@ -406,7 +414,7 @@ def save_pgf(model: Decoder, path, name, dtype="f32", tokenizer=None,
     dict(patch_size, max_side, mean, std, grey) for ImagePreprocess."""
     w = pgf.Writer("solo", name)
     fill_config(w.header.solo, model.cfg)
-    for tname, t, kind in _tensor_map(model):
+    for tname, t, kind in tensor_map(model):
         t = t.detach().float()
         if kind == "vec" or dtype == "f32":
             w.add(tname, t)
@@ -436,7 +444,7 @@ def load_pgf(path):
     cfg = config_from_msg(m.header.solo)
     model = Decoder(cfg)
     with torch.no_grad():
-        for tname, t, _ in _tensor_map(model):
+        for tname, t, _ in tensor_map(model):
             t.copy_(torch.from_numpy(np.array(m[tname], dtype=np.float32)).reshape(t.shape))
     model.eval()
     return model, m

@@ -28,13 +28,16 @@ it is; `decoder_tensors` writes them the way the C decoder
 (ky, kx, in) order, 1x1 kernels as [out, in].
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from tools import pgf
+from tools.models import llama
 
 
 @dataclass
@@ -315,3 +318,154 @@ def init_decoder(model: PixelDecoder, seed):
                 p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
+
+
+# ---- the whole model: Y-shaped LLM, projector, depth head, pixel decoder ----
+
+@dataclass
+class UniForkConfig:
+    llm: llama.DecoderConfig = field(default_factory=lambda: llama.DecoderConfig(
+        d_model=128, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=384, vocab_size=263,
+        norm_eps=1e-6, rope_theta=1e4, qkv_bias=True, tied=True))
+    shared_layers: int = 0           # 0: n_layers // 2
+    image_grid: int = 8
+    head: DepthHeadConfig = field(default_factory=DepthHeadConfig)
+    decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
+    cfg_scale: float = 4.0
+    gen_template: str = "{prompt}"
+    uncond_prompt: str = ""
+
+    @property
+    def shared(self):
+        return self.shared_layers or self.llm.n_layers // 2
+
+
+class UniFork(nn.Module):
+    """The understanding branch is `llm` (all layers and its final norm);
+    the generation path runs llm.layers[:shared], then `gen_layers` and
+    `norm_gen`.  The projector maps a code sum (codebook width) to the LLM's
+    width; `boi_eoi` holds the begin- and end-of-image embeddings."""
+
+    def __init__(self, c: UniForkConfig):
+        super().__init__()
+        assert c.head.d == c.llm.d_model and c.decoder.embed_dim == c.head.code_dim
+        self.c = c
+        self.llm = llama.Decoder(c.llm)
+        self.gen_layers = nn.ModuleList([llama.Block(c.llm)
+                                         for _ in range(c.llm.n_layers - c.shared)])
+        self.norm_gen = llama.RMSNorm(c.llm.d_model, c.llm.norm_eps)
+        self.codebook = nn.Parameter(torch.zeros(c.head.codebook_size, c.head.code_dim))
+        self.linear1 = nn.Linear(c.head.code_dim, c.llm.d_model)
+        self.linear2 = nn.Linear(c.llm.d_model, c.llm.d_model)
+        self.boi_eoi = nn.Parameter(torch.zeros(2, c.llm.d_model))
+        self.head = DepthHead(c.head)
+        self.vq = PixelDecoder(c.decoder)
+
+    def project(self, e):
+        """Code sums [..., code_dim] -> LLM inputs [..., d] (no boi/eoi)."""
+        return self.linear2(F.gelu(self.linear1(e)))
+
+    def gen_hidden(self, x, pos0, caches):
+        """x [B, T, d] -> norm_gen'd hidden states of the generation path."""
+        cos, sin = llama.rope_tables(torch.arange(pos0, pos0 + x.shape[1]),
+                                     self.c.llm.hd, self.c.llm.rope_theta)
+        layers = list(self.llm.layers[:self.c.shared]) + list(self.gen_layers)
+        for i, layer in enumerate(layers):
+            x = layer(x, cos, sin, caches[i])
+        return self.norm_gen(x)
+
+    @torch.no_grad()
+    def generate_codes(self, cond_ids, uncond_ids, cfg_scale=None, greedy=True, margins=None):
+        """Greedy image codes [grid * grid, D] for a prompt (cond) and the
+        unconditional prompt, each its own sequence from position 0:
+        [tokens; boi], then one position per image position.  margins, a
+        list, receives each choice's lead over the runner-up."""
+        c = self.c
+        scale = c.cfg_scale if cfg_scale is None else cfg_scale
+        n_layers = c.llm.n_layers
+        rows = []
+        for ids in (cond_ids, uncond_ids):
+            x = torch.cat([self.llm.tok(torch.tensor([ids])), self.boi_eoi[None, :1]], 1)
+            caches = [dict() for _ in range(n_layers)]
+            rows.append({"caches": caches, "pos": x.shape[1],
+                         "h": self.gen_hidden(x, 0, caches)[:, -1]})
+        codes = []
+        for _ in range(c.image_grid * c.image_grid):
+            hidden = torch.cat([r["h"] for r in rows], 0)                # [2, d]
+            chosen = torch.zeros(c.head.depth, dtype=torch.long)
+            for j in range(c.head.depth):
+                lg = self.head(hidden, chosen.repeat(2, 1), self.codebook)[:, j]
+                mixed = lg[1] + scale * (lg[0] - lg[1])
+                if margins is not None:
+                    top = mixed.sort(descending=True).values
+                    margins.append(float(top[0] - top[1]))
+                chosen[j] = int(torch.argmax(mixed))
+            codes.append(chosen)
+            e = self.codebook[chosen].sum(0)
+            x = self.project(e)[None, None]
+            for r in rows:
+                r["h"] = self.gen_hidden(x, r["pos"], r["caches"])[:, -1]
+                r["pos"] += 1
+        return torch.stack(codes)
+
+    @torch.no_grad()
+    def decode_codes(self, codes):
+        """codes [grid * grid, D] -> decoder output [3, H, W] (before clamping)."""
+        g = self.c.image_grid
+        zq = self.codebook[codes].sum(1)                                  # [g g, e]
+        return self.vq(zq.T.reshape(1, -1, g, g))[0]
+
+
+def fill_unifork_config(msg, c: UniForkConfig):
+    llama.fill_blocks(msg.blocks, c.llm)
+    msg.vocab_size = c.llm.vocab_size
+    msg.tied_embeddings = c.llm.tied
+    msg.shared_layers = c.shared
+    msg.image_grid = c.image_grid
+    msg.rq_depth = c.head.depth
+    msg.codebook_size = c.head.codebook_size
+    msg.code_dim = c.head.code_dim
+    msg.depth_width, msg.depth_heads = c.head.width, c.head.heads
+    msg.depth_ff, msg.depth_blocks = c.head.d_ff, c.head.blocks
+    msg.decoder_ch = c.decoder.ch
+    del msg.decoder_ch_mult[:]
+    msg.decoder_ch_mult.extend(c.decoder.ch_mult)
+    msg.decoder_res_blocks = c.decoder.num_res_blocks
+    msg.decoder_z_channels = c.decoder.z_channels
+    msg.decoder_groups = c.decoder.groups
+    msg.cfg_scale = c.cfg_scale
+    msg.gen_template = c.gen_template
+    msg.uncond_prompt = c.uncond_prompt
+
+
+def unifork_tensors(model: UniFork):
+    """{pgf name: float32 array} of a whole UniFork (docs/unifork.md)."""
+    def np32(t):
+        return np.ascontiguousarray(t.detach().to(torch.float32).numpy())
+    out = {name: np32(t) for name, t, _ in llama.tensor_map(model.llm, "uf")}
+    for j, layer in enumerate(model.gen_layers):
+        for name, t, _ in llama.layer_tensors(layer, "uf.gen.l%d." % j, model.c.llm.qkv_bias):
+            out[name] = np32(t)
+    out["uf.gen.lnf.gamma"] = np32(model.norm_gen.weight)
+    out["uf.rq.codebook"] = np32(model.codebook)
+    for part in ("linear1", "linear2"):
+        lin = getattr(model, part)
+        out["uf.proj.%s.weight" % part] = np32(lin.weight)
+        out["uf.proj.%s.bias" % part] = np32(lin.bias)
+    out["uf.proj.boi_eoi"] = np32(model.boi_eoi)
+    out.update(depth_head_tensors(model.head, "uf.depth."))
+    out.update(decoder_tensors(model.vq, "uf.vq."))
+    return out
+
+
+def save_pgf(model: UniFork, path, name, tokenizer=None, metadata=None):
+    """Writes model as a "unifork" .pgf (f32)."""
+    w = pgf.Writer("unifork", name)
+    fill_unifork_config(w.header.unifork, model.c)
+    for tname, value in unifork_tensors(model).items():
+        w.add(tname, value)
+    if tokenizer is not None:
+        tokenizer.write(w)
+    for k, v in (metadata or {}).items():
+        w.header.metadata[k] = str(v)
+    return w.write(path)

@@ -1,0 +1,68 @@
+/*
+ * unifork.h: the UniFork architecture ("unifork"): a Y-shaped
+ * Llama-family LLM whose lower layers both branches share, the
+ * understanding branch (all layers and the final norm) and the generation
+ * fork (fresh upper layers and their own norm) that, through the depth
+ * head (models/rq.h), draws a grid of residual codes that the pixel decoder
+ * (models/pixel_decoder.h) turns into an image.  docs/unifork.md has the
+ * equations, config and tensor names; tools/models/unifork.py (UniFork) is
+ * the PyTorch reference.
+ */
+#ifndef PGF_UNIFORK_H
+#define PGF_UNIFORK_H
+
+#include "models/decoder.h"
+#include "models/pixel_decoder.h"
+#include "models/rq.h"
+#include "models/tokenizer.h"
+
+#define PGF_UNIFORK_MAX_GRID 64
+
+typedef struct PgfUniforkModel
+{
+	PgfDecoder	und;			/* "uf": every layer, the understanding branch */
+	PgfStack	fork;			/* "uf.gen": the generation fork's own layers */
+	PgfDecoder	gen;			/* und's shared layers, then fork's, then norm_gen */
+	int			shared_layers;
+	PgfTokenizer tok;
+	PgfMatrix	codebook;		/* [codebook_size, code_dim] */
+	PgfMatrix	proj1,			/* [d, code_dim] */
+				proj2;			/* [d, d] */
+	const float *proj1_bias,
+			   *proj2_bias,
+			   *boi_eoi;		/* [2, d]: begin and end of image */
+	PgfDepthHead depth;
+	PgfPixelDecoder vq;
+	int			grid;			/* image positions per side */
+	int			rq_depth;
+	float		cfg_scale;		/* default guidance */
+	const char *gen_template;	/* "{prompt}" marks the caller's text */
+	const char *uncond_prompt;
+} PgfUniforkModel;
+
+PgfStatus	pgf_unifork_bind(const PgfModel *file, void *model, char *err, size_t errlen);
+
+/* Pixels per side of a generated image. */
+int			pgf_unifork_image_side(const PgfUniforkModel *m);
+
+/* Arena bytes of pgf_unifork_generate for prompts of these lengths. */
+size_t		pgf_unifork_generate_bytes(const PgfUniforkModel *m, int n_cond, int n_uncond);
+
+/*
+ * Draws an image for the token ids cond[n_cond] (the prompt) against
+ * uncond[n_uncond] (the unconditional prompt; either may be empty): each
+ * is its own sequence, [tokens; boi] from position 0, then one position
+ * per image position on the generation path.  At each image position the
+ * depth head draws rq_depth codes under guidance cfg_scale with sampling s
+ * (seeded by s->seed); their code sum, through the projector, is the next
+ * input of both sequences.  codes[grid * grid * rq_depth]; pixels, when
+ * not NULL, [side * side * 3], the decoder's output before clamping.
+ * Checks for interrupts at every image position.  Returns 0, or -1 with a
+ * message (a prompt too long for the model's positions, no code to draw).
+ */
+int			pgf_unifork_generate(const PgfUniforkModel *m, const int32_t *cond, int n_cond,
+								 const int32_t *uncond, int n_uncond, float cfg_scale,
+								 const PgfSampling *s, int32_t *codes, float *pixels,
+								 PgfArena *arena, char *err, size_t errlen);
+
+#endif							/* PGF_UNIFORK_H */
