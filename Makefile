@@ -255,6 +255,16 @@ $(FIXTURES)/solo_tiny_eval.json: tools/eval/solo.py tools/models/llama.py tools/
 	OPENBLAS_NUM_THREADS=1 $(PYTHON) -m tools.eval.solo demo/models/solo_tiny.pgf --n 10000 --batch 200 --json $@ >/dev/null
 fixtures: $(FIXTURES)/solo_tiny_eval.json
 
+# The random tiny UniFork of the unit test, its PyTorch references and the
+# files whose config does not match their tensors, for the SQL tests
+# (unifork_tiny.pgf, unifork_ref.pgf, unifork_broken_*.pgf)
+$(FIXTURES)/.unifork: $(UNIFORK_GOLDEN)
+	@mkdir -p $(FIXTURES)
+	cp $(dir $(UNIFORK_GOLDEN))unifork_tiny.pgf $(dir $(UNIFORK_GOLDEN))unifork_broken_*.pgf $(FIXTURES)/
+	cp $(UNIFORK_GOLDEN) $(FIXTURES)/unifork_ref.pgf
+	@touch $@
+fixtures: $(FIXTURES)/.unifork
+
 unit-data: fixtures
 .PHONY: fixtures unit-data
 

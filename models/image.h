@@ -129,6 +129,15 @@ PgfImageStatus pgf_image_read_header(const void *bytes, size_t size,
 									 char *err, size_t errlen);
 
 /*
+ * Encodes img (8-bit RGB or grey) as a PNG with libpng (default
+ * compression, no ancillary chunks: the same pixels give the same bytes on
+ * the same libpng).  *out, allocated with alloc, holds *out_len bytes;
+ * on error *out is NULL and nothing stays allocated.
+ */
+PgfImageStatus pgf_png_encode(const PgfImage *img, const PgfImageAllocator *alloc, uint8_t **out,
+							  size_t *out_len, char *err, size_t errlen);
+
+/*
  * Decodes a PNG or JPEG held in memory into 8-bit RGB (channels = 3) or
  * grey (channels = 1, PIL's convert("L") of the RGB image).  Images whose
  * width * height exceeds max_pixels are rejected from the header, before

@@ -330,6 +330,136 @@ png_decode(const uint8_t *bytes, size_t size, uint64_t max_pixels,
 	return PGF_IMAGE_OK;
 }
 
+/* ---- PNG encoding ------------------------------------------------------------ */
+
+typedef struct PngWriter
+{
+	const PgfImageAllocator *alloc;
+	char	   *err;
+	size_t		errlen;
+	PgfImageStatus status;
+	png_structp png;
+	png_infop	info;
+	const PgfImage *img;
+	uint8_t    *out;			/* from alloc, grown by doubling */
+	size_t		len;
+	size_t		cap;
+	png_bytep  *rows;			/* from alloc */
+} PngWriter;
+
+static void
+png_write_error(png_structp png, png_const_charp message)
+{
+	PngWriter  *w = png_get_error_ptr(png);
+
+	if (w->status == PGF_IMAGE_OK)
+		w->status = set_error(w->err, w->errlen, PGF_IMAGE_ERR_ARGUMENT, "cannot write the PNG image: %s", message);
+	png_longjmp(png, 1);
+}
+
+static void
+png_write_to_memory(png_structp png, png_bytep data, size_t length)
+{
+	PngWriter  *w = png_get_io_ptr(png);
+
+	if (length > w->cap - w->len)
+	{
+		size_t		cap = w->cap ? w->cap : 4096;
+		uint8_t    *grown;
+
+		while (length > cap - w->len)
+			cap *= 2;
+		grown = image_alloc(w->alloc, cap);
+		if (!grown)
+		{
+			w->status = set_error(w->err, w->errlen, PGF_IMAGE_ERR_NOMEM, "out of memory for the PNG image");
+			png_error(png, "out of memory");
+		}
+		if (w->len)
+			memcpy(grown, w->out, w->len);
+		image_free(w->alloc, w->out);
+		w->out = grown;
+		w->cap = cap;
+	}
+	memcpy(w->out + w->len, data, length);
+	w->len += length;
+}
+
+static void
+png_flush_nothing(png_structp png)
+{
+}
+
+static __attribute__((noinline)) void
+png_encode_body(PngWriter *w)
+{
+	const PgfImage *img = w->img;
+	size_t		row_bytes = (size_t) img->width * img->channels;
+
+	png_set_write_fn(w->png, w, png_write_to_memory, png_flush_nothing);
+	png_set_IHDR(w->png, w->info, img->width, img->height, 8,
+				 img->channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
+				 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+	w->rows = image_alloc(w->alloc, sizeof(png_bytep) * img->height);
+	if (!w->rows)
+	{
+		w->status = set_error(w->err, w->errlen, PGF_IMAGE_ERR_NOMEM, "out of memory for the PNG image");
+		png_error(w->png, "out of memory");
+	}
+	for (int y = 0; y < img->height; y++)
+		w->rows[y] = img->pixels + (size_t) y * row_bytes;
+	png_set_rows(w->png, w->info, w->rows);
+	png_write_png(w->png, w->info, PNG_TRANSFORM_IDENTITY, NULL);
+}
+
+static int
+png_encode_protected(PngWriter *w)
+{
+	if (setjmp(png_jmpbuf(w->png)))
+		return 0;
+	png_encode_body(w);
+	return 1;
+}
+
+PgfImageStatus
+pgf_png_encode(const PgfImage *img, const PgfImageAllocator *alloc, uint8_t **out, size_t *out_len,
+			   char *err, size_t errlen)
+{
+	PngWriter	w;
+	int			ok;
+
+	*out = NULL;
+	*out_len = 0;
+	if (img->width < 1 || img->height < 1 || (img->channels != 3 && img->channels != 1) || !img->pixels)
+		return set_error(err, errlen, PGF_IMAGE_ERR_ARGUMENT, "cannot write a %d x %d image of %d channels as PNG",
+						 img->width, img->height, img->channels);
+	memset(&w, 0, sizeof(w));
+	w.alloc = alloc;
+	w.err = err;
+	w.errlen = errlen;
+	w.img = img;
+	w.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &w, png_write_error, png_warning_ignored);
+	if (w.png)
+		w.info = png_create_info_struct(w.png);
+	if (!w.png || !w.info)
+	{
+		png_destroy_write_struct(w.png ? &w.png : NULL, NULL);
+		return set_error(err, errlen, PGF_IMAGE_ERR_NOMEM, "out of memory starting libpng");
+	}
+	ok = png_encode_protected(&w);
+	png_destroy_write_struct(&w.png, &w.info);
+	image_free(alloc, w.rows);
+	if (!ok)
+	{
+		image_free(alloc, w.out);
+		return w.status != PGF_IMAGE_OK ? w.status :
+			set_error(err, errlen, PGF_IMAGE_ERR_ARGUMENT, "cannot write the PNG image");
+	}
+	*out = w.out;
+	*out_len = w.len;
+	return PGF_IMAGE_OK;
+}
+
 /* ---- JPEG ---------------------------------------------------------------- */
 
 typedef struct JpegReader JpegReader;

@@ -135,6 +135,39 @@ pgf_unifork_image_side(const PgfUniforkModel *m)
 	return m->grid << (m->vq.cfg.n_levels - 1);
 }
 
+int
+pgf_unifork_prompt_bound(const PgfUniforkModel *m, size_t text_len)
+{
+	size_t		n = 0;
+	const char *s = m->gen_template,
+			   *p;
+
+	while ((p = strstr(s, "{prompt}")) != NULL)
+	{
+		n += (size_t) (p - s) + text_len;
+		s = p + strlen("{prompt}");
+	}
+	n += strlen(s);
+	return n > INT32_MAX / 64 ? INT32_MAX / 64 : (int) n;
+}
+
+int
+pgf_unifork_prompt(const PgfUniforkModel *m, const char *text, size_t text_len, int32_t *ids,
+				   PgfArena *scratch)
+{
+	const char *s = m->gen_template,
+			   *p;
+	int			n = 0;
+
+	while ((p = strstr(s, "{prompt}")) != NULL)
+	{
+		n += pgf_tokenizer_encode(&m->tok, s, (size_t) (p - s), true, ids + n, scratch);
+		n += pgf_tokenizer_encode(&m->tok, text, text_len, false, ids + n, scratch);
+		s = p + strlen("{prompt}");
+	}
+	return n + pgf_tokenizer_encode(&m->tok, s, strlen(s), true, ids + n, scratch);
+}
+
 /* Positions one sequence needs: its tokens, boi, then all image positions but the last. */
 static int
 sequence_capacity(const PgfUniforkModel *m, int n)

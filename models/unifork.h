@@ -42,6 +42,17 @@ typedef struct PgfUniforkModel
 
 PgfStatus	pgf_unifork_bind(const PgfModel *file, void *model, char *err, size_t errlen);
 
+/*
+ * The token ids of an image prompt: gen_template with each "{prompt}"
+ * replaced by text[len] (plain text; the template's own text with special
+ * tokens recognised).  ids has room for pgf_unifork_prompt_bound(m, len)
+ * ids; scratch: pgf_tokenizer_encode_scratch_bytes of the longer text.
+ * The unconditional prompt is the same template around uncond_prompt.
+ */
+int			pgf_unifork_prompt_bound(const PgfUniforkModel *m, size_t text_len);
+int			pgf_unifork_prompt(const PgfUniforkModel *m, const char *text, size_t text_len,
+							   int32_t *ids, PgfArena *scratch);
+
 /* Pixels per side of a generated image. */
 int			pgf_unifork_image_side(const PgfUniforkModel *m);
 

@@ -24,3 +24,12 @@ CREATE OR REPLACE VIEW pgformer_models AS
            version OPERATOR(pg_catalog.=) pg_catalog.max(version) OVER (PARTITION BY name) AS current,
            pg_catalog.encode(sha256, 'hex') AS sha256
     FROM pgformer_model;
+
+-- UniFork image generation.
+CREATE FUNCTION generate_image(model text, prompt text, seed bigint DEFAULT NULL,
+                               cfg real DEFAULT 4, temperature real DEFAULT 1,
+                               top_k int DEFAULT NULL, top_p real DEFAULT NULL) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'pgformer_generate_image'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION generate_image(text, text, bigint, real, real, int, real) IS
+    'a PNG drawn for the prompt under classifier-free guidance cfg (NULL: the model''s default); a seed makes it reproducible';
