@@ -85,43 +85,13 @@ golden_has(const char *fmt,...)
 	return has;
 }
 
-/*
- * max |got - want| / max |want| over n values: the error relative to the
- * tensor's scale (NaN where only one side is NaN counts as infinite).
- */
-static inline double
-rel_error(const float *got, const float *want, size_t n)
-{
-	double		worst = 0,
-				scale = 0;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		if (isnan(got[i]) != isnan(want[i]))
-			return INFINITY;
-		if (isnan(want[i]))
-			continue;
-		if (isinf(want[i]) || isinf(got[i]))
-		{
-			if (got[i] != want[i])
-				return INFINITY;
-			continue;
-		}
-		if (fabs(want[i]) > scale)
-			scale = fabs(want[i]);
-		if (fabs((double) got[i] - want[i]) > worst)
-			worst = fabs((double) got[i] - want[i]);
-	}
-	return scale > 0 ? worst / scale : worst;
-}
-
 static inline int
 check_rel(const float *got, const float *want, size_t n, double tol,
 		  const char *fmt,...)
 {
 	char		what[256];
 	va_list		args;
-	double		e = rel_error(got, want, n);
+	double		e = tap_rel_error(got, want, n);
 
 	va_start(args, fmt);
 	vsnprintf(what, sizeof(what), fmt, args);

@@ -105,6 +105,36 @@ tap_bail(const char *fmt,...)
 	exit(1);
 }
 
+/*
+ * max |got - want| / max |want| over n values: the error relative to the
+ * tensor's scale (NaN where only one side is NaN counts as infinite).
+ */
+static inline double
+tap_rel_error(const float *got, const float *want, size_t n)
+{
+	double		worst = 0,
+				scale = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		if (isnan(got[i]) != isnan(want[i]))
+			return INFINITY;
+		if (isnan(want[i]))
+			continue;
+		if (isinf(want[i]) || isinf(got[i]))
+		{
+			if (got[i] != want[i])
+				return INFINITY;
+			continue;
+		}
+		if (fabs(want[i]) > scale)
+			scale = fabs(want[i]);
+		if (fabs((double) got[i] - want[i]) > worst)
+			worst = fabs((double) got[i] - want[i]);
+	}
+	return scale > 0 ? worst / scale : worst;
+}
+
 /* Wall-clock milliseconds, for the timings a test reports (never asserts). */
 static inline double
 tap_now_ms(void)

@@ -227,7 +227,7 @@ test_attention_strides(void)
 		mask.slopes = slopes;
 		pgf_attention(o1, h * d, q1, h * d, k1, v1, kh * d, 1, nk, h, kh, d, 0.25f, &mask, &a1);
 		naive_attention(n1, h * d, q1, h * d, k1, v1, kh * d, 1, nk, h, kh, d, 0.25, &mask);
-		e = rel_error(o1, n1, h * d);
+		e = tap_rel_error(o1, n1, h * d);
 		worst = e > worst ? e : worst;
 		test_arena_free(&a1);
 		free(q1);

@@ -118,7 +118,7 @@ test_gemm_sweep(void)
 					c[i * n + j] = c[i * ldc + j];
 					want[i * n + j] = want[i * ldc + j];
 				}
-			e = rel_error(c, want, (size_t) m * n);
+			e = tap_rel_error(c, want, (size_t) m * n);
 			worst = e > worst ? e : worst;
 			free(a);
 			free(b);
@@ -259,9 +259,9 @@ test_linear_variants(void)
 		a2 = test_arena(pgf_linear_scratch_bytes(&m, 6));
 		naive_linear(ref, xs, 6, w, rows, cols, NULL);
 		pgf_linear(ys, xs, 1, &m, NULL, &a2);
-		e1 = rel_error(ys, ref, rows);
+		e1 = tap_rel_error(ys, ref, rows);
 		pgf_linear(ys, xs, 6, &m, NULL, NULL);
-		e6 = rel_error(ys, ref, 6 * rows);
+		e6 = tap_rel_error(ys, ref, 6 * rows);
 		tap_ok(e1 <= 1e-5 && e6 <= 1e-5,
 			   "linear q8 quant_block 48 (blocks across chunks), n=1 and n=6 (rows 4 + 2) vs naive (%.2g, %.2g)",
 			   e1, e6);
@@ -348,7 +348,7 @@ test_linear_odd_shapes(void)
 
 				naive_linear(ref, x, n, w, rows, cols, bias);
 				pgf_linear(y, x, n, &m, bias, use_scratch ? &a : NULL);
-				e = rel_error(y, ref, (size_t) n * rows);
+				e = tap_rel_error(y, ref, (size_t) n * rows);
 				worst = e > worst ? e : worst;
 				test_arena_free(&a);
 			}

@@ -76,8 +76,7 @@ test_case(const char *name)
 								   pgf_name(buf, "pixdec.%s.zq", name))->data;
 	PgfArena	a;
 	void	   *base;
-	double		worst = 0,
-				scale = 0,
+	double		e,
 				t0;
 
 	if (!tap_ok(bind(d, name, &c, err, sizeof(err)) == PGF_OK, "%s: the decoder binds %s", name, err))
@@ -94,15 +93,9 @@ test_case(const char *name)
 	pgf_pixel_decode(d, zq, h, w, out, &a);
 	t0 = tap_now_ms() - t0;
 	pgf_interrupt_hook = NULL;
-	for (size_t i = 0; i < n_out; i++)
-	{
-		double		e = isnan(out[i]) ? INFINITY : fabs((double) out[i] - want[i]);
-
-		scale = fabs(want[i]) > scale ? fabs(want[i]) : scale;
-		worst = e > worst ? e : worst;
-	}
-	tap_ok(worst <= TOL * scale, "%s: %dx%d latent -> %dx%d pixels match PyTorch (max error %.2g of max %.2g, tolerance %.0e relative)",
-		   name, h, w, h * s, w * s, worst, scale, TOL);
+	e = tap_rel_error(out, want, n_out);
+	tap_ok(e <= TOL, "%s: %dx%d latent -> %dx%d pixels match PyTorch (relative error %.2g, tolerance %.0e)",
+		   name, h, w, h * s, w * s, e, TOL);
 	tap_ok(interrupts >= 2 * (c.num_res_blocks + 1) * c.n_levels,
 		   "%s: decoding checks for interrupts (%d times)", name, interrupts);
 	tap_ok(a.used == 0, "%s: decoding in the %zu bytes its size function asks for gives them all back",

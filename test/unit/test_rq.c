@@ -32,22 +32,6 @@ arena_of(size_t bytes)
 	return a;
 }
 
-static double
-rel_diff(const float *got, const float *want, size_t n)
-{
-	double		worst = 0,
-				scale = 0;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		double		e = isnan(got[i]) ? INFINITY : fabs((double) got[i] - want[i]);
-
-		worst = e > worst ? e : worst;
-		scale = fabs(want[i]) > scale ? fabs(want[i]) : scale;
-	}
-	return scale > 0 ? worst / scale : worst;
-}
-
 static PgfMatrix
 codebook_matrix(void)
 {
@@ -73,10 +57,10 @@ test_quantizer(void)
 	pgf_rq_quantize(codes, zq, zt->data, n, depth, &cb, &a);
 	tap_ok(memcmp(codes, want, sizeof(int32_t) * n * depth) == 0,
 		   "quantiser: %d vectors, depth %d, a %d-entry codebook: PyTorch's codes", n, depth, cb.rows);
-	tap_ok(rel_diff(zq, need(PGF_DTYPE_F32, (long) n * e, "rq.zq"), (size_t) n * e) < 1e-6,
+	tap_ok(tap_rel_error(zq, need(PGF_DTYPE_F32, (long) n * e, "rq.zq"), (size_t) n * e) < 1e-6,
 		   "quantiser: the sums of the chosen entries match");
 	pgf_rq_embed(back, codes, n, depth, &cb, &a);
-	tap_ok(rel_diff(back, zq, (size_t) n * e) < 1e-6, "embedding the codes gives the quantised features back");
+	tap_ok(tap_rel_error(back, zq, (size_t) n * e) < 1e-6, "embedding the codes gives the quantised features back");
 	tap_ok(a.used == 0, "quantiser: the scratch is given back");
 	free(a.base);
 	free(codes);
@@ -130,10 +114,10 @@ test_depth_head(void)
 		return;
 	a = arena_of(pgf_depth_head_arena_bytes(h, 2));
 	pgf_depth_head_forced(h, hidden, 2, need(PGF_DTYPE_I32, c.depth, "depth.forced"), logits, &a);
-	tap_ok(rel_diff(logits, need(PGF_DTYPE_F32, (long) c.depth * 2 * k, "depth.logits"),
+	tap_ok(tap_rel_error(logits, need(PGF_DTYPE_F32, (long) c.depth * 2 * k, "depth.logits"),
 					(size_t) c.depth * 2 * k) < 1e-4,
 		   "depth head: the cached logits of %d depths, 2 rows, match PyTorch's recomputed ones (relative %.2g)",
-		   c.depth, rel_diff(logits, need(PGF_DTYPE_F32, -1, "depth.logits"), (size_t) c.depth * 2 * k));
+		   c.depth, tap_rel_error(logits, need(PGF_DTYPE_F32, -1, "depth.logits"), (size_t) c.depth * 2 * k));
 	pgf_rng_seed(&rng, 1);
 	same = pgf_depth_head_codes(h, hidden, 2, scale, &greedy_s, &rng, codes, NULL, &a);
 	tap_ok(same && memcmp(codes, greedy, sizeof(int32_t) * c.depth) == 0,

@@ -27,22 +27,6 @@ count_interrupt(void)
 	interrupts++;
 }
 
-static double
-rel_diff(const float *got, const float *want, size_t n)
-{
-	double		worst = 0,
-				scale = 0;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		double		e = isnan(got[i]) ? INFINITY : fabs((double) got[i] - want[i]);
-
-		worst = e > worst ? e : worst;
-		scale = fabs(want[i]) > scale ? fabs(want[i]) : scale;
-	}
-	return scale > 0 ? worst / scale : worst;
-}
-
 typedef struct Loaded
 {
 	void	   *bytes;
@@ -98,7 +82,7 @@ test_understanding(const PgfUniforkModel *m, const int32_t *cond, int n_cond)
 	bool		ok = pgf_decoder_state_init(&st, &m->und, n_cond, n_cond, &a, err, sizeof(err)) == 0 &&
 		pgf_decoder_embed(&m->und, cond, n_cond, x, err, sizeof(err)) == 0 &&
 		pgf_decoder_forward(&st, x, n_cond, true, err, sizeof(err)) == 0;
-	double		e = ok ? rel_diff(st.logits, golden_named(&golden, PGF_DTYPE_F32, m->und.vocab_size,
+	double		e = ok ? tap_rel_error(st.logits, golden_named(&golden, PGF_DTYPE_F32, m->und.vocab_size,
 														  "model.und_logits")->data, m->und.vocab_size) : INFINITY;
 
 	tap_ok(ok && e < 1e-4, "the understanding branch's logits after the prompt match PyTorch (relative %.2g) %s",
@@ -141,7 +125,7 @@ test_generation(const PgfUniforkModel *m)
 	tap_ok(rc == 0 && memcmp(codes, want, sizeof(int32_t) * n_codes) == 0,
 		   "greedy generation under guidance %.0f: PyTorch's %d codes (%d positions x %d depths) %s",
 		   scale, n_codes, m->grid * m->grid, m->rq_depth, err);
-	tap_ok(rc == 0 && rel_diff(pixels, golden_named(&golden, PGF_DTYPE_F32, (long) n_pixels, "model.pixels")->data,
+	tap_ok(rc == 0 && tap_rel_error(pixels, golden_named(&golden, PGF_DTYPE_F32, (long) n_pixels, "model.pixels")->data,
 							   n_pixels) < 1e-4,
 		   "and PyTorch's %dx%d pixels from them", side, side);
 	tap_ok(interrupts >= m->grid * m->grid, "generation checks for interrupts at every image position (%d checks)",
