@@ -469,3 +469,54 @@ def save_pgf(model: UniFork, path, name, tokenizer=None, metadata=None):
     for k, v in (metadata or {}).items():
         w.header.metadata[k] = str(v)
     return w.write(path)
+
+
+def config_from_msg(msg):
+    """A UniForkConfig from a file's UniForkConfig message."""
+    b = msg.blocks
+    llm = llama.DecoderConfig(
+        d_model=b.d_model, n_layers=b.n_layers, n_heads=b.n_heads,
+        n_kv_heads=b.n_kv_heads or b.n_heads, head_dim=b.head_dim, d_ff=b.d_ff,
+        vocab_size=msg.vocab_size, norm_eps=b.norm_eps, rope_theta=b.rope_theta,
+        qkv_bias=b.qkv_bias, tied=msg.tied_embeddings, max_positions=b.max_positions)
+    head = DepthHeadConfig(d=b.d_model, width=msg.depth_width, heads=msg.depth_heads,
+                           d_ff=msg.depth_ff, blocks=msg.depth_blocks, depth=msg.rq_depth,
+                           codebook_size=msg.codebook_size, code_dim=msg.code_dim)
+    dec = PixelDecoderConfig(ch=msg.decoder_ch, ch_mult=tuple(msg.decoder_ch_mult),
+                             num_res_blocks=msg.decoder_res_blocks,
+                             z_channels=msg.decoder_z_channels, embed_dim=msg.code_dim,
+                             groups=msg.decoder_groups or 32)
+    return UniForkConfig(llm=llm, shared_layers=msg.shared_layers, image_grid=msg.image_grid,
+                         head=head, decoder=dec, cfg_scale=msg.cfg_scale or 4.0,
+                         gen_template=msg.gen_template or "{prompt}",
+                         uncond_prompt=msg.uncond_prompt)
+
+
+def load_pgf(path):
+    """Reads a "unifork" .pgf into (UniFork with f32 weights, Model)."""
+    m = pgf.read(path)
+    model = UniFork(config_from_msg(m.header.unifork))
+    with torch.no_grad():
+        for tname, t, _ in llama.tensor_map(model.llm, "uf"):
+            t.copy_(torch.from_numpy(np.array(m[tname], np.float32)).reshape(t.shape))
+        for j, layer in enumerate(model.gen_layers):
+            for tname, t, _ in llama.layer_tensors(layer, "uf.gen.l%d." % j, model.c.llm.qkv_bias):
+                t.copy_(torch.from_numpy(np.array(m[tname], np.float32)).reshape(t.shape))
+        model.norm_gen.weight.copy_(torch.from_numpy(np.array(m["uf.gen.lnf.gamma"], np.float32)))
+        model.codebook.copy_(torch.from_numpy(np.array(m["uf.rq.codebook"], np.float32)))
+        for part in ("linear1", "linear2"):
+            lin = getattr(model, part)
+            lin.weight.copy_(torch.from_numpy(np.array(m["uf.proj.%s.weight" % part], np.float32)))
+            lin.bias.copy_(torch.from_numpy(np.array(m["uf.proj.%s.bias" % part], np.float32)))
+        model.boi_eoi.copy_(torch.from_numpy(np.array(m["uf.proj.boi_eoi"], np.float32)))
+        for module, prefix in ((model.head, "uf.depth."), (model.vq, "uf.vq.")):
+            state = {}
+            for name, value in module.state_dict().items():
+                a = np.array(m[prefix + name], np.float32)
+                if value.ndim == 4:     # back from (ky, kx, in) order
+                    a = a.reshape(value.shape[0], value.shape[2], value.shape[3], value.shape[1])
+                    a = a.transpose(0, 3, 1, 2)
+                state[name] = torch.from_numpy(np.ascontiguousarray(a)).reshape(value.shape)
+            module.load_state_dict(state)
+    model.eval()
+    return model, m
