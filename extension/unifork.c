@@ -2,6 +2,7 @@
  * unifork.c: the SQL surface of UniFork image generation:
  *
  *   generate_image(model, prompt, seed, cfg, temperature, top_k, top_p)   a PNG
+ *   image_codes(model, image)                     the residual codes of an image
  *
  * The prompt goes into the model's image template; the image is drawn
  * position by position under classifier-free guidance (models/unifork.c),
@@ -12,31 +13,19 @@
 
 #include <math.h>
 
+#include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "extension/cache.h"
 #include "extension/common.h"
+#include "extension/vlm.h"
 #include "models/image.h"
 #include "models/unifork.h"
-
-static void *
-png_alloc(void *context, size_t size)
-{
-	return palloc_extended(size, MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
-}
-
-static void
-png_free(void *context, void *ptr)
-{
-	if (ptr)
-		pfree(ptr);
-}
-
-static const PgfImageAllocator png_allocator = {png_alloc, png_free, NULL};
 
 /* A real argument: NULL gives dflt; NaN, infinities and values below lo
  * (or at lo when lo_open) are an error naming the argument. */
@@ -156,7 +145,7 @@ pgformer_generate_image(PG_FUNCTION_ARGS)
 	img.channels = 3;
 	img.pixels = palloc_extended((size_t) side * side * 3, MCXT_ALLOC_HUGE);
 	pgf_pixels_to_rgb(img.pixels, pixels, (size_t) side * side);
-	if (pgf_png_encode(&img, &png_allocator, &png, &png_len, err, sizeof(err)) != PGF_IMAGE_OK)
+	if (pgf_png_encode(&img, &pgformer_image_allocator, &png, &png_len, err, sizeof(err)) != PGF_IMAGE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("%s", err)));
@@ -165,4 +154,66 @@ pgformer_generate_image(PG_FUNCTION_ARGS)
 	memcpy(VARDATA(out), png, png_len);
 	pgformer_release(mapped, pgformer_elapsed_us(start));
 	PG_RETURN_BYTEA_P(out);
+}
+
+/*
+ * image_codes(model, image): the image (PNG or JPEG) resized to the model's
+ * image side (PIL's bilinear), in [-1, 1], through the image encoder and
+ * the quantiser: int[] of tokens x depth codes, position-major (position
+ * p's codes at p * depth + 1 .. p * depth + depth).
+ */
+PG_FUNCTION_INFO_V1(pgformer_image_codes);
+Datum
+pgformer_image_codes(PG_FUNCTION_ARGS)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	char	   *name = pgformer_text_arg(fcinfo, 0, "model name");
+	static const float mean[3] = {0.5f, 0.5f, 0.5f},
+				std[3] = {0.5f, 0.5f, 0.5f};
+	PgfMapped  *mapped;
+	const PgfUniforkModel *m;
+	bytea	   *image;
+	PgfImage	decoded,
+				sized;
+	PgfImageStatus status;
+	PgfArena   *arena;
+	float	   *patches;
+	int32_t    *codes;
+	Datum	   *values;
+	int			n;
+	char		err[512];
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	image = PG_GETARG_BYTEA_PP(1);
+	mapped = pgformer_acquire(name, "unifork");
+	m = mapped->bound;
+	if (!m->has_encoder)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("model \"%s\" has no image encoder: it draws images but does not read them", name)));
+	status = pgf_image_decode(VARDATA_ANY(image), VARSIZE_ANY_EXHDR(image), 3, (uint64_t) pgformer_max_image_pixels,
+							  &pgformer_image_allocator, &decoded, err, sizeof(err));
+	if (status != PGF_IMAGE_OK)
+		pgformer_report_image_error(status, err);
+	status = pgf_image_resize(&decoded, m->image_side, m->image_side, &pgformer_image_allocator, &sized,
+							  err, sizeof(err));
+	if (status != PGF_IMAGE_OK)
+		pgformer_report_image_error(status, err);
+	pgf_image_release(&decoded, &pgformer_image_allocator);
+	patches = palloc(sizeof(float) * pgf_image_patch_floats(m->image_side, m->image_side, 3, m->enc_patch));
+	pgf_image_patchify(&sized, m->enc_patch, mean, std, patches);
+	pgf_image_release(&sized, &pgformer_image_allocator);
+
+	n = m->enc_tokens * m->rq_depth;
+	codes = palloc(sizeof(int32_t) * n);
+	pgformer_prepare_kernels();
+	arena = pgformer_arena_acquire(pgf_unifork_image_codes_bytes(m));
+	pgf_unifork_image_codes(m, patches, codes, arena);
+	pgformer_arena_release(arena);
+	values = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		values[i] = Int32GetDatum(codes[i]);
+	pgformer_release(mapped, pgformer_elapsed_us(start));
+	PG_RETURN_ARRAYTYPE_P(construct_array_builtin(values, n, INT4OID));
 }

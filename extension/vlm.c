@@ -49,10 +49,10 @@ image_free(void *context, void *ptr)
 		pfree(ptr);
 }
 
-static const PgfImageAllocator image_allocator = {image_alloc, image_free, NULL};
+const PgfImageAllocator pgformer_image_allocator = {image_alloc, image_free, NULL};
 
-static void
-report_image_error(PgfImageStatus status, const char *err)
+void
+pgformer_report_image_error(PgfImageStatus status, const char *err)
 {
 	int			code;
 
@@ -104,17 +104,17 @@ image_patches(const PgfModel *file, const PgfSoloModel *m, bytea *image, PgfSolo
 		status = pgf_image_preprocess_check(&pp, err, sizeof(err));
 	}
 	if (status != PGF_IMAGE_OK)
-		report_image_error(status, err);
+		pgformer_report_image_error(status, err);
 	status = pgf_image_plan(VARDATA_ANY(image), VARSIZE_ANY_EXHDR(image), &pp, &plan,
 							err, sizeof(err));
 	if (status != PGF_IMAGE_OK)
-		report_image_error(status, err);
+		pgformer_report_image_error(status, err);
 	patches = palloc_extended(sizeof(float) * Max(plan.n_floats, 1), MCXT_ALLOC_HUGE);
 	status = pgf_image_to_patches(VARDATA_ANY(image), VARSIZE_ANY_EXHDR(image), &pp,
-								  &image_allocator, patches, plan.n_floats, &plan,
+								  &pgformer_image_allocator, patches, plan.n_floats, &plan,
 								  err, sizeof(err));
 	if (status != PGF_IMAGE_OK)
-		report_image_error(status, err);
+		pgformer_report_image_error(status, err);
 	out->patches = patches;
 	out->n_h = plan.rows;
 	out->n_w = plan.cols;

@@ -4,7 +4,15 @@
 #ifndef PGFORMER_VLM_H
 #define PGFORMER_VLM_H
 
+#include "models/image.h"
+
 /* pgformer.max_image_pixels: the largest image a call decodes */
 extern int	pgformer_max_image_pixels;
+
+/* palloc'd memory for the image codec (huge allowed, NULL when out of memory) */
+extern const PgfImageAllocator pgformer_image_allocator;
+
+/* ereports an image codec error with the SQLSTATE its status implies */
+extern void pgformer_report_image_error(PgfImageStatus status, const char *err) pg_attribute_noreturn();
 
 #endif							/* PGFORMER_VLM_H */

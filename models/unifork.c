@@ -63,6 +63,47 @@ bind_config(PgfBinder *b, const Pgformer__UniForkConfig *c, PgfDepthHeadConfig *
 	dec->eps = 1e-6f;
 }
 
+/* The image encoder, when the file has one (an encoder config with layers). */
+static void
+bind_encoder(PgfBinder *b, const Pgformer__UniForkConfig *c, PgfUniforkModel *m)
+{
+	const Pgformer__TransformerConfig *e = c->encoder;
+	int64_t		pos_shape[2];
+	int			d,
+				grid;
+
+	m->has_encoder = e != NULL && e->n_layers > 0;
+	if (!m->has_encoder)
+		return;
+	if (c->encoder_patch < 1 || c->image_side < c->encoder_patch || c->image_side % c->encoder_patch != 0 ||
+		c->image_side > 1024)
+	{
+		pgf_bind_fail(b, "unifork: an image side of %u and encoder patches of %u (the side must be a multiple of the patch, at most 1024)",
+					  c->image_side, c->encoder_patch);
+		return;
+	}
+	if (e->rope_theta != 0 || e->activation == PGFORMER__ACTIVATION__SWIGLU)
+	{
+		pgf_bind_fail(b, "unifork: the image encoder takes learned positions and a two-matrix MLP");
+		return;
+	}
+	pgf_stack_bind(b, e, "uf.enc", &m->enc);
+	if (b->status != PGF_OK)
+		return;
+	d = m->enc.spec.d_model;
+	grid = (int) (c->image_side / c->encoder_patch);
+	m->image_side = (int) c->image_side;
+	m->enc_patch = (int) c->encoder_patch;
+	m->enc_tokens = grid * grid;
+	m->enc_patch_proj = pgf_bind_matrix(b, "uf.enc.patch.weight", d, 3L * m->enc_patch * m->enc_patch, false);
+	m->enc_patch_bias = pgf_bind_vector(b, "uf.enc.patch.bias", d, false);
+	pos_shape[0] = m->enc_tokens;
+	pos_shape[1] = d;
+	m->enc_pos = pgf_bind_f32(b, "uf.enc.pos", 2, pos_shape, false);
+	m->enc_out = pgf_bind_matrix(b, "uf.enc.out.weight", c->code_dim, d, false);
+	m->enc_out_bias = pgf_bind_vector(b, "uf.enc.out.bias", c->code_dim, false);
+}
+
 PgfStatus
 pgf_unifork_bind(const PgfModel *file, void *model, char *err, size_t errlen)
 {
@@ -119,6 +160,7 @@ pgf_unifork_bind(const PgfModel *file, void *model, char *err, size_t errlen)
 	bind_config(&b, c, &head, &dec);
 	if (b.status != PGF_OK)
 		return b.status;
+	bind_encoder(&b, c, m);
 	pgf_depth_head_bind(&m->depth, &b, "uf.depth.", &head, &m->codebook);
 	pgf_pixel_decoder_bind(&m->vq, &b, "uf.vq.", &dec);
 	m->grid = (int) c->image_grid;
@@ -299,4 +341,41 @@ pgf_unifork_generate(const PgfUniforkModel *m, const int32_t *cond, int n_cond,
 done:
 	pgf_arena_reset(arena, mark);
 	return rc;
+}
+
+size_t
+pgf_unifork_image_codes_bytes(const PgfUniforkModel *m)
+{
+	int			n = m->enc_tokens,
+				d = m->enc.spec.d_model,
+				e = m->codebook.cols;
+	size_t		kernels = pgf_stack_scratch_bytes(&m->enc, n, n),
+				lin = pgf_linear_scratch_bytes(&m->enc_patch_proj, n) + pgf_linear_scratch_bytes(&m->enc_out, n),
+				rq = pgf_rq_quantize_scratch_bytes(n, &m->codebook);
+
+	kernels = kernels > lin ? kernels : lin;
+	kernels = kernels > rq ? kernels : rq;
+	return pgf_arena_round(sizeof(float) * (size_t) n * d) + pgf_arena_round(sizeof(float) * (size_t) n * e) +
+		pgf_arena_round(kernels);
+}
+
+void
+pgf_unifork_image_codes(const PgfUniforkModel *m, const float *patches, int32_t *codes, PgfArena *arena)
+{
+	size_t		mark = pgf_arena_mark(arena);
+	int			n = m->enc_tokens,
+				d = m->enc.spec.d_model,
+				offsets[2] = {0, n};
+	float	   *x = pgf_arena_floats(arena, (size_t) n * d),
+			   *z = pgf_arena_floats(arena, (size_t) n * m->codebook.cols);
+	PgfAttnMask mask = {.kind = PGF_MASK_BIDIRECTIONAL};
+
+	if (!m->has_encoder)
+		pgf_fatal("unifork: image codes of a model without an image encoder");
+	pgf_linear(x, patches, n, &m->enc_patch_proj, m->enc_patch_bias, arena);
+	pgf_add(x, m->enc_pos, (size_t) n * d);
+	pgf_stack_forward(&m->enc, x, 1, offsets, &mask, NULL, arena);
+	pgf_linear(z, x, n, &m->enc_out, m->enc_out_bias, arena);
+	pgf_rq_quantize(codes, NULL, z, n, m->rq_depth, &m->codebook, arena);
+	pgf_arena_reset(arena, mark);
 }

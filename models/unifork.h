@@ -38,6 +38,17 @@ typedef struct PgfUniforkModel
 	float		cfg_scale;		/* default guidance */
 	const char *gen_template;	/* "{prompt}" marks the caller's text */
 	const char *uncond_prompt;
+	/* the image encoder ("uf.enc"); has_encoder false when the file has none */
+	bool		has_encoder;
+	PgfStack	enc;
+	int			image_side;		/* images are resized to this square */
+	int			enc_patch;
+	int			enc_tokens;		/* (image_side / enc_patch)^2 */
+	PgfMatrix	enc_patch_proj, /* [d_enc, 3 P^2] */
+				enc_out;		/* [code_dim, d_enc] */
+	const float *enc_patch_bias,
+			   *enc_pos,		/* [enc_tokens, d_enc] */
+			   *enc_out_bias;
 } PgfUniforkModel;
 
 PgfStatus	pgf_unifork_bind(const PgfModel *file, void *model, char *err, size_t errlen);
@@ -75,5 +86,17 @@ int			pgf_unifork_generate(const PgfUniforkModel *m, const int32_t *cond, int n_
 								 const int32_t *uncond, int n_uncond, float cfg_scale,
 								 const PgfSampling *s, int32_t *codes, float *pixels,
 								 PgfArena *arena, char *err, size_t errlen);
+
+/* Arena bytes of pgf_unifork_image_codes. */
+size_t		pgf_unifork_image_codes_bytes(const PgfUniforkModel *m);
+
+/*
+ * The residual codes of an image: patches[enc_tokens, 3 P^2] (the image
+ * resized to image_side, channel-major patches in [-1, 1]) through the
+ * encoder, then quantised: codes[enc_tokens * rq_depth].  The model must
+ * have an encoder (has_encoder).
+ */
+void		pgf_unifork_image_codes(const PgfUniforkModel *m, const float *patches, int32_t *codes,
+									PgfArena *arena);
 
 #endif							/* PGF_UNIFORK_H */

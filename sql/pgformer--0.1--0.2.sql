@@ -25,7 +25,7 @@ CREATE OR REPLACE VIEW pgformer_models AS
            pg_catalog.encode(sha256, 'hex') AS sha256
     FROM pgformer_model;
 
--- UniFork image generation.
+-- UniFork image generation and image codes.
 CREATE FUNCTION generate_image(model text, prompt text, seed bigint DEFAULT NULL,
                                cfg real DEFAULT 4, temperature real DEFAULT 1,
                                top_k int DEFAULT NULL, top_p real DEFAULT NULL) RETURNS bytea
@@ -33,3 +33,9 @@ CREATE FUNCTION generate_image(model text, prompt text, seed bigint DEFAULT NULL
     LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE;
 COMMENT ON FUNCTION generate_image(text, text, bigint, real, real, int, real) IS
     'a PNG drawn for the prompt under classifier-free guidance cfg (NULL: the model''s default); a seed makes it reproducible';
+
+CREATE FUNCTION image_codes(model text, image bytea) RETURNS int[]
+    AS 'MODULE_PATHNAME', 'pgformer_image_codes'
+    LANGUAGE C CALLED ON NULL INPUT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION image_codes(text, bytea) IS
+    'the residual codes of an image (positions x depth, position-major), for deduplication and search';

@@ -26,7 +26,9 @@ model.cond / model.uncond I32 (prompt token ids), model.cfg F32 [scale],
 model.codes I32 [16, 2] (greedy generation; every choice wins by a
 margin), model.pixels [64, 3] (the decoder's output for those codes) and
 model.und_logits [vocab] (the understanding branch's logits after the
-prompt); unifork_broken_{codebook,depth,levels}.pgf: the same file with a
+prompt), model.enc_patches [16, 48] and model.enc_codes I32 [16, 2] (the
+image encoder's features of those patches, quantised);
+unifork_broken_{codebook,depth,levels}.pgf: the same file with a
 codebook size, a code depth or a decoder level its tensors do not have.
 """
 import os
@@ -122,7 +124,20 @@ def model_case(w, path):
         model.codebook.copy_(torch.randn(model.codebook.shape, generator=g))
         model.boi_eoi.copy_(torch.randn(model.boi_eoi.shape, generator=g) * 0.5)
         model.norm_gen.weight.fill_(1.0)
-    uf.save_pgf(model, path, "unifork-tiny-random", tokenizer=tok)
+    enc = uf.ImageEncoder(uf.ImageEncoderConfig(side=16, patch=4, d=32, layers=2, heads=4, d_ff=64,
+                                                code_dim=32))
+    uf.init_random(enc, 44)
+    uf.save_pgf(model, path, "unifork-tiny-random", tokenizer=tok, encoder=enc)
+    patches = torch.rand(enc.c.tokens, 3 * 16, generator=torch.Generator().manual_seed(45)) * 2 - 1
+    z = enc.double()(patches.double()[None])[0]
+    enc_codes, _ = uf.rq_quantize(z, model.codebook.double(), c.head.depth)
+    r = z
+    for j in range(c.head.depth):
+        dist = ((r[:, None, :] - model.codebook.double()[None]) ** 2).sum(-1).sort(1).values
+        assert (dist[:, 1] - dist[:, 0]).min() > 1e-3, "ambiguous image-codes case"
+        r = r - model.codebook.double()[enc_codes[:, j]]
+    w.add("model.enc_patches", patches.numpy())
+    w.add("model.enc_codes", enc_codes.numpy().astype(np.int32), dtype=pgf.I32)
     model = model.double()
     cond, uncond = tok.encode("<s>a photo of a bag"), tok.encode("<s>")
     margins = []

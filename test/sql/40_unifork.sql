@@ -1,8 +1,10 @@
--- generate_image on a random tiny UniFork (test/gen/golden_unifork.py; its
--- pixels are checked against PyTorch by test/shell/unifork_image.sh): a PNG
--- of the model's size, the same seed the same bytes, other seeds other
--- images, and every bad argument or model refused with an SQLSTATE and a
--- message naming what was wrong.
+-- generate_image and image_codes on a random tiny UniFork
+-- (test/gen/golden_unifork.py; its pixels are checked against PyTorch by
+-- test/shell/unifork_image.sh, the demo model's codes in
+-- 41_unifork_quality): a PNG of the model's size, the same seed the same
+-- bytes, other seeds other images, codes of the right count and range, and
+-- every bad argument or model refused with an SQLSTATE and a message
+-- naming what was wrong.
 \ir helpers.psql
 \set model :fixtures '/unifork_tiny.pgf'
 \set broken_codebook :fixtures '/unifork_broken_codebook.pgf'
@@ -10,7 +12,7 @@
 \set broken_levels :fixtures '/unifork_broken_levels.pgf'
 \set solo :fixtures '/solo_tiny.pgf'
 BEGIN;
-SELECT plan(27);
+SELECT plan(31);
 
 SELECT ok(pgformer_load('uf_tiny', :'model') >= 1, 'the tiny UniFork loads');
 SELECT is((SELECT arch FROM pgformer_models WHERE name = 'uf_tiny'), 'unifork', 'as architecture unifork');
@@ -64,6 +66,17 @@ SELECT ok(pgformer_load('uf_solo', :'solo') >= 1, 'a SOLO model loads');
 SELECT alike(pg_temp.error_of($$SELECT generate_image('uf_solo', 'x')$$),
             '%"uf_solo" is a solo model, this function needs a unifork model%',
             'a model of another architecture is refused naming what it is');
+
+-- image codes (the model's encoder reads 16 x 16 images: 16 positions x 2 codes)
+SELECT is((SELECT cardinality(c) = 32 AND 0 <= ALL (c) AND 64 > ALL (c)
+           FROM (SELECT image_codes('uf_tiny', png) AS c FROM img) x), true,
+          'image_codes gives 16 positions x 2 codes of the 64-entry codebook');
+SELECT is(image_codes('uf_tiny', NULL), NULL, 'image_codes of NULL is NULL');
+SELECT alike(pg_temp.error_of($$SELECT image_codes('uf_tiny', '\x00010203'::bytea)$$),
+             '22P03: %', 'bytes that are no image: 22P03');
+SELECT alike(pg_temp.error_of($$SELECT image_codes('uf_solo', (SELECT png FROM img))$$),
+             '%"uf_solo" is a solo model, this function needs a unifork model%',
+             'image_codes refuses a model of another architecture');
 
 -- files whose config does not match their tensors
 SELECT alike(pg_temp.error_of(format('SELECT pgformer_load(%L, %L)', 'uf_bad', :'broken_codebook')),

@@ -8,8 +8,9 @@
  * PyTorch's pixels (1e-4 relative, before clamping); a seed draws the
  * same image twice and another seed another one; generation checks for
  * interrupts at every image position; a prompt longer than the model's
- * positions is an error that says so; files whose config does not match
- * their tensors are rejected naming the tensor.
+ * positions is an error that says so; the image encoder and quantiser
+ * give PyTorch's codes; files whose config does not match their tensors
+ * are rejected naming the tensor.
  */
 #include "models/arch.h"
 #include "models/unifork.h"
@@ -161,6 +162,27 @@ test_generation(const PgfUniforkModel *m)
 }
 
 static void
+test_image_codes(const PgfUniforkModel *m)
+{
+	int			n = m->enc_tokens * m->rq_depth;
+	const float *patches = golden_named(&golden, PGF_DTYPE_F32, (long) m->enc_tokens * 3 * m->enc_patch * m->enc_patch,
+										"model.enc_patches")->data;
+	const int32_t *want = golden_named(&golden, PGF_DTYPE_I32, n, "model.enc_codes")->data;
+	int32_t    *codes = malloc(sizeof(int32_t) * n);
+	PgfArena	a = arena_of(pgf_unifork_image_codes_bytes(m));
+
+	if (tap_ok(m->has_encoder && m->enc_tokens == 16 && m->image_side == 16, "the file's image encoder binds"))
+	{
+		pgf_unifork_image_codes(m, patches, codes, &a);
+		tap_ok(memcmp(codes, want, sizeof(int32_t) * n) == 0,
+			   "the image encoder and the quantiser give PyTorch's %d codes", n);
+		tap_ok(a.used == 0, "and give the arena back");
+	}
+	free(a.base);
+	free(codes);
+}
+
+static void
 test_broken(void)
 {
 	static const char *cases[][2] = {
@@ -198,6 +220,7 @@ main(void)
 		   l.m->und.stack.n_layers == 4,
 		   "4 layers: 2 shared, 2 of the understanding branch, 2 of the generation fork");
 	test_generation(l.m);
+	test_image_codes(l.m);
 	unload(&l);
 	test_broken();
 	golden_unload(&golden);

@@ -320,6 +320,131 @@ def init_decoder(model: PixelDecoder, seed):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
 
 
+# ---- the image encoder (the understanding path's vision tower) ----------------
+
+@dataclass
+class ImageEncoderConfig:
+    side: int = 32                   # images are resized to side x side
+    patch: int = 4                   # -> (side / patch)^2 tokens
+    d: int = 64
+    layers: int = 2
+    heads: int = 4
+    d_ff: int = 256
+    eps: float = 1e-5
+    code_dim: int = 64               # output width (the codebook's)
+
+    @property
+    def tokens(self):
+        return (self.side // self.patch) ** 2
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN, biases everywhere, GELU (erf), bidirectional: the block of
+    models/transformer.h under LayerNorm / PRE_NORM / GELU_ERF."""
+
+    def __init__(self, c: ImageEncoderConfig):
+        super().__init__()
+        self.heads = c.heads
+        self.ln1 = nn.LayerNorm(c.d, eps=c.eps)
+        self.q, self.k, self.v, self.o = (nn.Linear(c.d, c.d) for _ in range(4))
+        self.ln2 = nn.LayerNorm(c.d, eps=c.eps)
+        self.w1 = nn.Linear(c.d, c.d_ff)
+        self.w2 = nn.Linear(c.d_ff, c.d)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        hd = d // self.heads
+        u = self.ln1(x)
+
+        def split(y):
+            return y.reshape(b, t, self.heads, hd).transpose(1, 2)
+        a = torch.softmax(split(self.q(u)) @ split(self.k(u)).transpose(-1, -2) / math.sqrt(hd), -1)
+        x = x + self.o((a @ split(self.v(u))).transpose(1, 2).reshape(b, t, d))
+        return x + self.w2(F.gelu(self.w1(self.ln2(x))))
+
+
+class ImageEncoder(nn.Module):
+    """Channel-major patches [b, tokens, 3 P^2] of an image in [-1, 1] ->
+    features [b, tokens, code_dim] that the residual quantiser turns into
+    codes: patch projection + learned positions, pre-LN blocks, final
+    LayerNorm, output projection."""
+
+    def __init__(self, c: ImageEncoderConfig):
+        super().__init__()
+        self.c = c
+        self.patch = nn.Linear(3 * c.patch * c.patch, c.d)
+        self.pos = nn.Parameter(torch.randn(c.tokens, c.d) * 0.02)
+        self.blocks = nn.ModuleList([EncoderBlock(c) for _ in range(c.layers)])
+        self.lnf = nn.LayerNorm(c.d, eps=c.eps)
+        self.out = nn.Linear(c.d, c.code_dim)
+
+    def forward(self, patches):
+        x = self.patch(patches) + self.pos
+        for block in self.blocks:
+            x = block(x)
+        return self.out(self.lnf(x))
+
+
+def encoder_tensors(enc: ImageEncoder, prefix="uf.enc"):
+    """{name: float32 array} in models/transformer.h naming under prefix."""
+    def np32(t):
+        return np.ascontiguousarray(t.detach().to(torch.float32).numpy())
+    out = {prefix + ".patch.weight": np32(enc.patch.weight), prefix + ".patch.bias": np32(enc.patch.bias),
+           prefix + ".pos": np32(enc.pos), prefix + ".lnf.gamma": np32(enc.lnf.weight),
+           prefix + ".lnf.beta": np32(enc.lnf.bias), prefix + ".out.weight": np32(enc.out.weight),
+           prefix + ".out.bias": np32(enc.out.bias)}
+    for i, blk in enumerate(enc.blocks):
+        p = "%s.l%d." % (prefix, i)
+        for ln in ("ln1", "ln2"):
+            out[p + ln + ".gamma"] = np32(getattr(blk, ln).weight)
+            out[p + ln + ".beta"] = np32(getattr(blk, ln).bias)
+        for part in ("q", "k", "v", "o"):
+            out[p + "attn.%s.weight" % part] = np32(getattr(blk, part).weight)
+            out[p + "attn.%s.bias" % part] = np32(getattr(blk, part).bias)
+        out[p + "ffn.w1"], out[p + "ffn.b1"] = np32(blk.w1.weight), np32(blk.w1.bias)
+        out[p + "ffn.w2"], out[p + "ffn.b2"] = np32(blk.w2.weight), np32(blk.w2.bias)
+    return out
+
+
+def encoder_from_pgf(m):
+    """The image encoder of a read "unifork" file (f32 weights), the
+    inverse of encoder_tensors."""
+    c = m.header.unifork
+    e = c.encoder
+    enc = ImageEncoder(ImageEncoderConfig(side=c.image_side, patch=c.encoder_patch, d=e.d_model,
+                                          layers=e.n_layers, heads=e.n_heads, d_ff=e.d_ff,
+                                          eps=e.norm_eps, code_dim=c.code_dim))
+    params = dict(enc.named_parameters())
+    names = {"patch.weight": "uf.enc.patch.weight", "patch.bias": "uf.enc.patch.bias",
+             "pos": "uf.enc.pos", "lnf.weight": "uf.enc.lnf.gamma", "lnf.bias": "uf.enc.lnf.beta",
+             "out.weight": "uf.enc.out.weight", "out.bias": "uf.enc.out.bias"}
+    per_layer = {"ln1.weight": "ln1.gamma", "ln1.bias": "ln1.beta", "ln2.weight": "ln2.gamma",
+                 "ln2.bias": "ln2.beta", "w1.weight": "ffn.w1", "w1.bias": "ffn.b1",
+                 "w2.weight": "ffn.w2", "w2.bias": "ffn.b2"}
+    with torch.no_grad():
+        for key, p in params.items():
+            if key.startswith("blocks."):
+                _, layer, part = key.split(".", 2)
+                part = per_layer.get(part, "attn." + part)
+                name = "uf.enc.l%s.%s" % (layer, part)
+            else:
+                name = names[key]
+            p.copy_(torch.from_numpy(np.array(m[name], np.float32)).reshape(p.shape))
+    return enc.eval()
+
+
+def fill_encoder_config(msg, c: ImageEncoderConfig):
+    """The UniForkConfig fields of the image encoder."""
+    b = msg.encoder
+    b.d_model, b.n_layers, b.n_heads, b.n_kv_heads = c.d, c.layers, c.heads, c.heads
+    b.head_dim, b.d_ff = c.d // c.heads, c.d_ff
+    b.norm, b.norm_placement, b.activation = pgf.pb.LAYER_NORM, pgf.pb.PRE_NORM, pgf.pb.GELU_ERF
+    b.norm_eps = c.eps
+    b.qkv_bias = b.out_proj = b.out_bias = b.ffn_bias = b.final_norm = True
+    b.max_positions = c.tokens
+    msg.image_side, msg.encoder_patch = c.side, c.patch
+
+
 # ---- the whole model: Y-shaped LLM, projector, depth head, pixel decoder ----
 
 @dataclass
@@ -458,11 +583,15 @@ def unifork_tensors(model: UniFork):
     return out
 
 
-def save_pgf(model: UniFork, path, name, tokenizer=None, metadata=None):
-    """Writes model as a "unifork" .pgf (f32)."""
+def save_pgf(model: UniFork, path, name, tokenizer=None, metadata=None, encoder=None):
+    """Writes model (and its image encoder, when given) as a "unifork" .pgf (f32)."""
     w = pgf.Writer("unifork", name)
     fill_unifork_config(w.header.unifork, model.c)
-    for tname, value in unifork_tensors(model).items():
+    tensors = unifork_tensors(model)
+    if encoder is not None:
+        fill_encoder_config(w.header.unifork, encoder.c)
+        tensors.update(encoder_tensors(encoder))
+    for tname, value in tensors.items():
         w.add(tname, value)
     if tokenizer is not None:
         tokenizer.write(w)
