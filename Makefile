@@ -265,6 +265,11 @@ $(FIXTURES)/.unifork: $(UNIFORK_GOLDEN)
 	@touch $@
 fixtures: $(FIXTURES)/.unifork
 
+# PyTorch's image codes of 200 Fashion-MNIST test images for the demo UniFork
+$(FIXTURES)/unifork_codes.csv: test/gen/unifork_sql_cases.py tools/models/unifork.py demo/models/unifork_fashion.pgf $(FIXTURES)/fashion_t10k.csv
+	$(PYTHON) test/gen/unifork_sql_cases.py demo/models/unifork_fashion.pgf $(FIXTURES)/fashion_t10k.csv 200 $@
+fixtures: $(FIXTURES)/unifork_codes.csv
+
 unit-data: fixtures
 .PHONY: fixtures unit-data
 

@@ -50,6 +50,9 @@ cp build/fixtures/fashion_t10k.csv "$cluster/files/"
 psql -X -v ON_ERROR_STOP=1 -d demo -v model="$solo" -v photos="$photos" \
 	-v fashion="$cluster/files/fashion_t10k.csv" -f demo/vlm.sql
 
+# Image generation: the committed UniFork draws Fashion-MNIST prompts
+demo/unifork.sh "$cluster/files/images"
+
 cat <<MSG
 
 The demo cluster is still running.  Explore it with

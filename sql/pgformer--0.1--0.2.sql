@@ -27,7 +27,7 @@ CREATE OR REPLACE VIEW pgformer_models AS
 
 -- UniFork image generation and image codes.
 CREATE FUNCTION generate_image(model text, prompt text, seed bigint DEFAULT NULL,
-                               cfg real DEFAULT 4, temperature real DEFAULT 1,
+                               cfg real DEFAULT NULL, temperature real DEFAULT 1,
                                top_k int DEFAULT NULL, top_p real DEFAULT NULL) RETURNS bytea
     AS 'MODULE_PATHNAME', 'pgformer_generate_image'
     LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL SAFE;

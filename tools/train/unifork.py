@@ -204,7 +204,7 @@ def main():
                                 codebook_size=256, code_dim=32),
         decoder=uf.PixelDecoderConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=32,
                                       embed_dim=32, groups=8),
-        cfg_scale=3.0, gen_template="<s>{prompt}", uncond_prompt="")
+        cfg_scale=2.0, gen_template="<s>{prompt}", uncond_prompt="")
 
     ec = uf.ImageEncoderConfig(side=SIDE, patch=PATCH, d=64, layers=2, heads=4, d_ff=256,
                                code_dim=c.head.code_dim)
