@@ -97,7 +97,7 @@ main(int argc, char **argv)
 					t;
 
 		if (pgf_unifork_generate(m, cond, n_cond, uncond, n_uncond, m->cfg_scale, &greedy, codes, pixels,
-								 &arena, err, sizeof(err)) != 0)
+								 NULL, &arena, err, sizeof(err)) != 0)
 		{
 			fprintf(stderr, "%s\n", err);
 			return 1;

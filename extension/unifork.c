@@ -23,6 +23,7 @@
 
 #include "extension/cache.h"
 #include "extension/common.h"
+#include "extension/progress.h"
 #include "extension/vlm.h"
 #include "models/image.h"
 #include "models/unifork.h"
@@ -43,6 +44,13 @@ real_arg(FunctionCallInfo fcinfo, int argno, const char *what, float dflt, float
 				 errmsg("%s must be a finite number %s %g, %s was given", what, lo_open ? "above" : "of at least",
 						lo, isnan(v) ? "NaN" : isinf(v) ? (v > 0 ? "Infinity" : "-Infinity") : psprintf("%g", v))));
 	return v;
+}
+
+/* pgformer_progress counts a generation's image positions */
+static void
+position_progress(void *arg, int done)
+{
+	pgformer_progress_update(done);
 }
 
 /* text (server encoding) as UTF-8 ids of the model's image template */
@@ -88,6 +96,7 @@ pgformer_generate_image(PG_FUNCTION_ARGS)
 				cfg;
 	PgfArena   *arena;
 	PgfImage	img;
+	PgfUniforkProgress progress = {position_progress, NULL};
 	uint8_t    *png;
 	size_t		png_len;
 	bytea	   *out;
@@ -133,11 +142,13 @@ pgformer_generate_image(PG_FUNCTION_ARGS)
 	pixels = palloc_extended(sizeof(float) * side * side * 3, MCXT_ALLOC_HUGE);
 	pgformer_prepare_kernels();
 	arena = pgformer_arena_acquire(pgf_unifork_generate_bytes(m, n_cond, n_uncond));
+	pgformer_progress_start("generate_image", mapped->name, m->grid * m->grid);
 	if (pgf_unifork_generate(m, cond, n_cond, uncond, n_uncond, cfg, &sampling, codes, pixels,
-							 arena, err, sizeof(err)) != 0)
+							 &progress, arena, err, sizeof(err)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("generate_image: %s", err)));
+	pgformer_progress_end();
 	pgformer_arena_release(arena);
 
 	img.width = side;

@@ -265,7 +265,8 @@ int
 pgf_unifork_generate(const PgfUniforkModel *m, const int32_t *cond, int n_cond,
 					 const int32_t *uncond, int n_uncond, float cfg_scale,
 					 const PgfSampling *s, int32_t *codes, float *pixels,
-					 PgfArena *arena, char *err, size_t errlen)
+					 const PgfUniforkProgress *progress, PgfArena *arena,
+					 char *err, size_t errlen)
 {
 	size_t		mark = pgf_arena_mark(arena);
 	int			n = m->grid * m->grid,
@@ -314,6 +315,8 @@ pgf_unifork_generate(const PgfUniforkModel *m, const int32_t *cond, int n_cond,
 			snprintf(err, errlen, "image position %d: no code could be drawn (every logit is NaN or -inf)", p);
 			goto done;
 		}
+		if (progress && progress->on_position)
+			progress->on_position(progress->arg, p + 1);
 		if (p + 1 == n)
 			break;
 		pgf_rq_embed(sum, pc, 1, depth, &m->codebook, arena);

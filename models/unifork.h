@@ -79,13 +79,22 @@ size_t		pgf_unifork_generate_bytes(const PgfUniforkModel *m, int n_cond, int n_u
  * (seeded by s->seed); their code sum, through the projector, is the next
  * input of both sequences.  codes[grid * grid * rq_depth]; pixels, when
  * not NULL, [side * side * 3], the decoder's output before clamping.
- * Checks for interrupts at every image position.  Returns 0, or -1 with a
- * message (a prompt too long for the model's positions, no code to draw).
+ * Checks for interrupts at every image position and, when on_position is
+ * not NULL, calls on_position(arg, positions done) after each.  Returns 0,
+ * or -1 with a message (a prompt too long for the model's positions, no
+ * code to draw).
  */
+typedef struct PgfUniforkProgress
+{
+	void		(*on_position) (void *arg, int done);
+	void	   *arg;
+} PgfUniforkProgress;
+
 int			pgf_unifork_generate(const PgfUniforkModel *m, const int32_t *cond, int n_cond,
 								 const int32_t *uncond, int n_uncond, float cfg_scale,
 								 const PgfSampling *s, int32_t *codes, float *pixels,
-								 PgfArena *arena, char *err, size_t errlen);
+								 const PgfUniforkProgress *progress, PgfArena *arena,
+								 char *err, size_t errlen);
 
 /* Arena bytes of pgf_unifork_image_codes. */
 size_t		pgf_unifork_image_codes_bytes(const PgfUniforkModel *m);

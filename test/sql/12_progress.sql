@@ -1,10 +1,11 @@
 -- How far a long call is, seen from another session: pgformer_progress
 -- shows a recommend_batch running in another backend (function, model,
 -- done of total users, start), advancing; the row goes when the call ends,
--- cancelled or finished.  Image calls show their tokens out of max_tokens.  Runs outside a transaction: the other session
+-- cancelled or finished.  Image calls show their tokens out of max_tokens,
+-- image generation its positions.  Runs outside a transaction: the other session
 -- must see the model.
 \ir helpers.psql
-SELECT plan(12);
+SELECT plan(14);
 
 SELECT pgformer_load('pr_rec', :'fixtures' || '/random_sasrec.pgf') AS v \gset
 CREATE TABLE pr_events (user_id bigint, item_id bigint, ts timestamptz);
@@ -90,6 +91,25 @@ END$$;
 SELECT is((SELECT count(*) FROM pgformer_progress WHERE model = 'pr_vlm'), 0::bigint,
           'the row goes when the statement is cancelled');
 
+-- image generation: each call shows its image positions out of the grid's
+SELECT pgformer_load('pr_uf', :'fixtures' || '/unifork_fashion.pgf') AS v \gset
+SELECT dblink_send_query('busy', $$SELECT count(generate_image('pr_uf', 'a photo of a bag', s)) FROM generate_series(1, 1000) s$$) AS sent \gset
+CREATE TEMP TABLE image_looks (function text, done bigint, total bigint);
+DO $$BEGIN
+    FOR i IN 1..2000 LOOP
+        INSERT INTO image_looks SELECT function, done, total FROM pgformer_progress WHERE model = 'pr_uf';
+        EXIT WHEN (SELECT count(DISTINCT done) FROM image_looks) >= 3;
+        PERFORM pg_sleep(0.002);
+    END LOOP;
+END$$;
+SELECT dblink_cancel_query('busy') AS cancelled \gset
+SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
+SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
+SELECT results_eq($$SELECT DISTINCT function, total FROM image_looks$$, $$VALUES ('generate_image', 64::bigint)$$,
+                  'a generate_image call is listed with its 64 image positions as its total');
+SELECT ok((SELECT count(DISTINCT done) >= 3 AND bool_and(done BETWEEN 0 AND total) FROM image_looks),
+          'and the positions it has drawn so far');
+
 -- a call whose error an exception block catches leaves no row behind
 CREATE FUNCTION pr_fail(u bigint) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
@@ -114,6 +134,7 @@ DROP FUNCTION pr_fail(bigint);
 
 SELECT dblink_disconnect('busy') AS d \gset
 SELECT pgformer_drop('pr_vlm') AS d \gset
+SELECT pgformer_drop('pr_uf') AS d \gset
 DROP TABLE pr_fashion;
 SELECT pgformer_drop('pr_rec') AS d \gset
 DROP TABLE pr_events;

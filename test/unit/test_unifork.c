@@ -28,6 +28,16 @@ count_interrupt(void)
 	interrupts++;
 }
 
+/* positions[0]: calls, positions[1]: the last count reported */
+static void
+count_position(void *arg, int done)
+{
+	int		   *positions = arg;
+
+	positions[0]++;
+	positions[1] = done;
+}
+
 typedef struct Loaded
 {
 	void	   *bytes;
@@ -112,7 +122,9 @@ test_generation(const PgfUniforkModel *m)
 				drawn = {.temperature = 1.0f, .top_k = 20, .top_p = 0.96f, .seed = 7};
 	PgfArena	a = arena_of(pgf_unifork_generate_bytes(m, n_cond, n_uncond));
 	char		err[256] = "";
-	int			rc;
+	int			rc,
+				positions[2] = {0, 0};
+	PgfUniforkProgress progress = {count_position, positions};
 	double		t0;
 
 	test_understanding(m, ct->data, n_cond);
@@ -120,7 +132,7 @@ test_generation(const PgfUniforkModel *m)
 	pgf_interrupt_hook = count_interrupt;
 	t0 = tap_now_ms();
 	rc = pgf_unifork_generate(m, ct->data, n_cond, ut->data, n_uncond, scale, &greedy, codes, pixels,
-							  &a, err, sizeof(err));
+							  &progress, &a, err, sizeof(err));
 	t0 = tap_now_ms() - t0;
 	pgf_interrupt_hook = NULL;
 	tap_ok(rc == 0 && memcmp(codes, want, sizeof(int32_t) * n_codes) == 0,
@@ -131,13 +143,15 @@ test_generation(const PgfUniforkModel *m)
 		   "and PyTorch's %dx%d pixels from them", side, side);
 	tap_ok(interrupts >= m->grid * m->grid, "generation checks for interrupts at every image position (%d checks)",
 		   interrupts);
+	tap_ok(positions[0] == m->grid * m->grid && positions[1] == m->grid * m->grid,
+		   "the progress callback hears of every image position (%d calls, last %d)", positions[0], positions[1]);
 	tap_ok(a.used == 0, "generation gives its arena back");
 	tap_diag("greedy generation of %d positions and the decode: %.1f ms", m->grid * m->grid, t0);
 
-	rc = pgf_unifork_generate(m, ct->data, n_cond, ut->data, n_uncond, scale, &drawn, codes, NULL, &a, err, sizeof(err));
-	rc |= pgf_unifork_generate(m, ct->data, n_cond, ut->data, n_uncond, scale, &drawn, again, NULL, &a, err, sizeof(err));
+	rc = pgf_unifork_generate(m, ct->data, n_cond, ut->data, n_uncond, scale, &drawn, codes, NULL, NULL, &a, err, sizeof(err));
+	rc |= pgf_unifork_generate(m, ct->data, n_cond, ut->data, n_uncond, scale, &drawn, again, NULL, NULL, &a, err, sizeof(err));
 	drawn.seed = 8;
-	rc |= pgf_unifork_generate(m, ct->data, n_cond, ut->data, n_uncond, scale, &drawn, other, NULL, &a, err, sizeof(err));
+	rc |= pgf_unifork_generate(m, ct->data, n_cond, ut->data, n_uncond, scale, &drawn, other, NULL, NULL, &a, err, sizeof(err));
 	tap_ok(rc == 0 && memcmp(codes, again, sizeof(int32_t) * n_codes) == 0,
 		   "sampling: the same seed draws the same codes");
 	tap_ok(rc == 0 && memcmp(codes, other, sizeof(int32_t) * n_codes) != 0, "another seed draws other codes");
@@ -149,7 +163,7 @@ test_generation(const PgfUniforkModel *m)
 		PgfArena	b;
 
 		b = arena_of(pgf_decoder_state_bytes(&m->gen, 1, 1) + 4096);
-		rc = pgf_unifork_generate(m, ids, n_long, ut->data, n_uncond, scale, &greedy, codes, NULL, &b, err, sizeof(err));
+		rc = pgf_unifork_generate(m, ids, n_long, ut->data, n_uncond, scale, &greedy, codes, NULL, NULL, &b, err, sizeof(err));
 		tap_ok(rc == -1 && strstr(err, "positions") != NULL,
 			   "a prompt of %d tokens with %d image positions is an error: %s", n_long, m->grid * m->grid, err);
 		free(b.base);
