@@ -257,10 +257,11 @@ fixtures: $(FIXTURES)/solo_tiny_eval.json
 
 # The random tiny UniFork of the unit test, its PyTorch references and the
 # files whose config does not match their tensors, for the SQL tests
-# (unifork_tiny.pgf, unifork_ref.pgf, unifork_broken_*.pgf)
+# (unifork_tiny.pgf, unifork_micro.pgf, unifork_ref.pgf, unifork_broken_*.pgf)
 $(FIXTURES)/.unifork: $(UNIFORK_GOLDEN)
 	@mkdir -p $(FIXTURES)
-	cp $(dir $(UNIFORK_GOLDEN))unifork_tiny.pgf $(dir $(UNIFORK_GOLDEN))unifork_broken_*.pgf $(FIXTURES)/
+	cp $(dir $(UNIFORK_GOLDEN))unifork_tiny.pgf $(dir $(UNIFORK_GOLDEN))unifork_micro.pgf \
+		$(dir $(UNIFORK_GOLDEN))unifork_broken_*.pgf $(FIXTURES)/
 	cp $(UNIFORK_GOLDEN) $(FIXTURES)/unifork_ref.pgf
 	@touch $@
 fixtures: $(FIXTURES)/.unifork

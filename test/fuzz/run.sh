@@ -18,7 +18,7 @@ clang -std=gnu11 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
 	-I. "${blas_cflags[@]}" -o "$out/pgf_fuzz" "${sources[@]}" \
 	"${blas_libs[@]}" -lprotobuf-c -lpng -ljpeg -lz -lm
 cp build/fixtures/bs_tiny.pgf build/fixtures/bs_llama.pgf build/fixtures/bs_bf16.pgf \
-	build/fixtures/broken/*.pgf "$out/corpus/"
+	build/fixtures/unifork_micro.pgf build/fixtures/broken/*.pgf "$out/corpus/"
 cd "$out"
 ASAN_OPTIONS=detect_leaks=1 ./pgf_fuzz -max_total_time="$seconds" -max_len=300000 \
 	-rss_limit_mb=2048 -print_final_stats=1 corpus 2>&1 | tail -12

@@ -29,7 +29,8 @@ model.und_logits [vocab] (the understanding branch's logits after the
 prompt), model.enc_patches [16, 48] and model.enc_codes I32 [16, 2] (the
 image encoder's features of those patches, quantised);
 unifork_broken_{codebook,depth,levels}.pgf: the same file with a
-codebook size, a code depth or a decoder level its tensors do not have.
+codebook size, a code depth or a decoder level its tensors do not have;
+unifork_micro.pgf: the smallest whole UniFork, a seed of the fuzzer.
 """
 import os
 import sys
@@ -98,6 +99,24 @@ def rq_cases(w):
     w.add("depth.greedy", greedy.numpy().astype(np.int32), dtype=pgf.I32)
 
 
+def micro_case(path, tok):
+    """The smallest whole UniFork (about 60 KB), a seed for the fuzzer."""
+    c = uf.UniForkConfig(
+        llm=llama.DecoderConfig(d_model=16, n_layers=2, n_heads=2, n_kv_heads=1, d_ff=32,
+                                vocab_size=258, norm_eps=1e-6, rope_theta=1e4, qkv_bias=True,
+                                tied=True, max_positions=32),
+        image_grid=2,
+        head=uf.DepthHeadConfig(d=16, width=16, heads=2, d_ff=16, blocks=1, depth=2,
+                                codebook_size=8, code_dim=8),
+        decoder=uf.PixelDecoderConfig(ch=8, ch_mult=(1, 1), num_res_blocks=0, z_channels=8,
+                                      embed_dim=8, groups=4))
+    model = uf.UniFork(c)
+    model.llm.init_weights(50, std=0.1)
+    enc = uf.ImageEncoder(uf.ImageEncoderConfig(side=8, patch=4, d=8, layers=1, heads=2, d_ff=16,
+                                                code_dim=8))
+    uf.save_pgf(model, path, "unifork-micro-random", tokenizer=tok, encoder=enc)
+
+
 def model_case(w, path):
     tok = tr.TokenizerSpec("bytes", specials=[("<s>", 256), ("</s>", 257)])
     c = uf.UniForkConfig(
@@ -153,6 +172,7 @@ def model_case(w, path):
     w.add("model.pixels", np.ascontiguousarray(
         pixels.permute(1, 2, 0).reshape(-1, 3).numpy().astype(np.float32)))
     w.add("model.und_logits", und.numpy().astype(np.float32))
+    micro_case(os.path.join(os.path.dirname(path), "unifork_micro.pgf"), tok)
     # files whose config does not match their tensors
     for tag, edit in (("codebook", lambda h: setattr(h, "codebook_size", h.codebook_size + 1)),
                       ("depth", lambda h: setattr(h, "rq_depth", h.rq_depth + 1)),
