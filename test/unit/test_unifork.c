@@ -5,7 +5,8 @@
  * "unifork"; the understanding branch's logits after a prompt within 1e-4
  * of PyTorch; greedy generation under guidance draws PyTorch's codes at
  * every image position and depth, and the pixel decoder turns them into
- * PyTorch's pixels (1e-4 relative, before clamping); a seed draws the
+ * PyTorch's pixels (1e-4 relative, before clamping), and as PNG they
+ * decode with libpng to the same RGB bytes; a seed draws the
  * same image twice and another seed another one; generation checks for
  * interrupts at every image position; a prompt longer than the model's
  * positions is an error that says so; the image encoder and quantiser
@@ -13,6 +14,7 @@
  * are rejected naming the tensor.
  */
 #include "models/arch.h"
+#include "models/image.h"
 #include "models/unifork.h"
 #include "test/unit/golden.h"
 #include "test/unit/tap.h"
@@ -143,6 +145,26 @@ test_generation(const PgfUniforkModel *m)
 		   "and PyTorch's %dx%d pixels from them", side, side);
 	tap_ok(interrupts >= m->grid * m->grid, "generation checks for interrupts at every image position (%d checks)",
 		   interrupts);
+	{
+		PgfImage	img = {.width = side, .height = side, .channels = 3, .pixels = malloc(n_pixels)},
+					back;
+		uint8_t    *png;
+		size_t		png_len;
+		char		ierr[256] = "";
+		bool		same;
+
+		pgf_pixels_to_rgb(img.pixels, pixels, (size_t) side * side);
+		same = pgf_png_encode(&img, NULL, &png, &png_len, ierr, sizeof(ierr)) == PGF_IMAGE_OK &&
+			pgf_image_decode(png, png_len, 3, 1 << 20, NULL, &back, ierr, sizeof(ierr)) == PGF_IMAGE_OK &&
+			back.width == side && back.height == side && memcmp(back.pixels, img.pixels, n_pixels) == 0;
+		tap_ok(same, "the image written as PNG decodes with libpng to the same %dx%d RGB pixels %s", side, side, ierr);
+		if (same)
+		{
+			free(png);
+			pgf_image_release(&back, NULL);
+		}
+		free(img.pixels);
+	}
 	tap_ok(positions[0] == m->grid * m->grid && positions[1] == m->grid * m->grid,
 		   "the progress callback hears of every image position (%d calls, last %d)", positions[0], positions[1]);
 	tap_ok(a.used == 0, "generation gives its arena back");
