@@ -42,7 +42,7 @@ real_arg(FunctionCallInfo fcinfo, int argno, const char *what, float dflt, float
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a finite number %s %g, %s was given", what, lo_open ? "above" : "of at least",
-						lo, isnan(v) ? "NaN" : isinf(v) ? (v > 0 ? "Infinity" : "-Infinity") : psprintf("%g", v))));
+						lo, pgformer_float_text(v))));
 	return v;
 }
 

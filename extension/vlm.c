@@ -225,9 +225,8 @@ pgformer_answer(PG_FUNCTION_ARGS)
 	return describe_image(fcinfo, PGF_SOLO_ANSWER);
 }
 
-/* v as SQL writes a real: NaN and Infinity by name */
-static const char *
-float_text(float v)
+const char *
+pgformer_float_text(float v)
 {
 	if (isnan(v))
 		return "NaN";
@@ -264,7 +263,7 @@ pgformer_generate_text(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("temperature must be a finite number, %s was given",
-						float_text(temperature))));
+						pgformer_float_text(temperature))));
 	if (temperature < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -272,7 +271,7 @@ pgformer_generate_text(PG_FUNCTION_ARGS)
 	if (isnan(top_p) || top_p <= 0 || top_p > 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("top_p must be in (0, 1], %s was given", float_text(top_p))));
+				 errmsg("top_p must be in (0, 1], %s was given", pgformer_float_text(top_p))));
 	if (top_k < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
