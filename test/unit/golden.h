@@ -3,7 +3,8 @@
  * (the model-file format, tools/pgf.py writes them from PyTorch) opened
  * fully verified, and their tensors looked up by name with the dtype and
  * size the test expects.  A missing or malformed reference stops the test
- * binary ("Bail out!") with the generator that makes it.
+ * binary ("Bail out!") with the generator that makes it.  Also the tests'
+ * exactly sized arenas.
  */
 #ifndef PGF_TEST_GOLDEN_H
 #define PGF_TEST_GOLDEN_H
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/arena.h"
 #include "proto/pgf.h"
 #include "test/unit/tap.h"
 
@@ -94,6 +96,26 @@ golden_vhas(const GoldenFile *g, const char *fmt, va_list args)
 
 	vsnprintf(name, sizeof(name), fmt, args);
 	return pgf_find(&g->file, name) != NULL;
+}
+
+/* An arena of exactly `bytes` bytes on the heap (tests only). */
+static inline PgfArena
+test_arena(size_t bytes)
+{
+	PgfArena	a;
+	void	   *base = aligned_alloc(PGF_ARENA_ALIGN, pgf_arena_round(bytes ? bytes : 1));
+
+	if (!base)
+		tap_bail("out of memory for a %zu byte arena", bytes);
+	pgf_arena_init(&a, base, bytes);
+	return a;
+}
+
+static inline void
+test_arena_free(PgfArena *a)
+{
+	free(a->base);
+	a->base = NULL;
 }
 
 #endif							/* PGF_TEST_GOLDEN_H */

@@ -99,26 +99,6 @@ check_rel(const float *got, const float *want, size_t n, double tol,
 	return tap_ok(e <= tol, "%s (relative error %.2g, tolerance %.0e)", what, e, tol);
 }
 
-/* An arena of exactly `bytes` bytes on the heap (tests only). */
-static inline PgfArena
-test_arena(size_t bytes)
-{
-	PgfArena	a;
-	void	   *base = aligned_alloc(PGF_ARENA_ALIGN, pgf_arena_round(bytes ? bytes : 1));
-
-	if (!base)
-		tap_bail("out of memory for a %zu byte arena", bytes);
-	pgf_arena_init(&a, base, bytes);
-	return a;
-}
-
-static inline void
-test_arena_free(PgfArena *a)
-{
-	free(a->base);
-	a->base = NULL;
-}
-
 /* Deterministic pseudo-random floats in [-1, 1). */
 static uint64_t test_rng_state = 0x9e3779b97f4a7c15ull;
 

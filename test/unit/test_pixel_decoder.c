@@ -75,7 +75,6 @@ test_case(const char *name)
 	const float *zq = golden_named(&golden, PGF_DTYPE_F32, (long) h * w * c.embed_dim,
 								   pgf_name(buf, "pixdec.%s.zq", name))->data;
 	PgfArena	a;
-	void	   *base;
 	double		e,
 				t0;
 
@@ -85,8 +84,7 @@ test_case(const char *name)
 		free(out);
 		return;
 	}
-	base = aligned_alloc(PGF_ARENA_ALIGN, pgf_arena_round(pgf_pixel_decoder_arena_bytes(d, h, w)));
-	pgf_arena_init(&a, base, pgf_pixel_decoder_arena_bytes(d, h, w));
+	a = test_arena(pgf_pixel_decoder_arena_bytes(d, h, w));
 	interrupts = 0;
 	pgf_interrupt_hook = count_interrupt;
 	t0 = tap_now_ms();
@@ -101,7 +99,7 @@ test_case(const char *name)
 	tap_ok(a.used == 0, "%s: decoding in the %zu bytes its size function asks for gives them all back",
 		   name, a.size);
 	tap_diag("%s: one decode %.1f ms", name, t0);
-	free(base);
+	test_arena_free(&a);
 	free(out);
 	free(d);
 }

@@ -23,15 +23,6 @@ need(int dtype, long numel, const char *name)
 	return golden_named(&golden, dtype, numel, name)->data;
 }
 
-static PgfArena
-arena_of(size_t bytes)
-{
-	PgfArena	a;
-
-	pgf_arena_init(&a, aligned_alloc(PGF_ARENA_ALIGN, pgf_arena_round(bytes ? bytes : 1)), bytes);
-	return a;
-}
-
 static PgfMatrix
 codebook_matrix(void)
 {
@@ -52,7 +43,7 @@ test_quantizer(void)
 	int32_t    *codes = malloc(sizeof(int32_t) * n * depth);
 	float	   *zq = malloc(sizeof(float) * n * e),
 			   *back = malloc(sizeof(float) * n * e);
-	PgfArena	a = arena_of(pgf_rq_quantize_scratch_bytes(n, &cb));
+	PgfArena	a = test_arena(pgf_rq_quantize_scratch_bytes(n, &cb));
 
 	pgf_rq_quantize(codes, zq, zt->data, n, depth, &cb, &a);
 	tap_ok(memcmp(codes, want, sizeof(int32_t) * n * depth) == 0,
@@ -62,7 +53,7 @@ test_quantizer(void)
 	pgf_rq_embed(back, codes, n, depth, &cb, &a);
 	tap_ok(tap_rel_error(back, zq, (size_t) n * e) < 1e-6, "embedding the codes gives the quantised features back");
 	tap_ok(a.used == 0, "quantiser: the scratch is given back");
-	free(a.base);
+	test_arena_free(&a);
 	free(codes);
 	free(zq);
 	free(back);
@@ -112,7 +103,7 @@ test_depth_head(void)
 
 	if (!tap_ok(bind_head(h, &c, &cb, err, sizeof(err)) == PGF_OK, "depth head binds %s", err))
 		return;
-	a = arena_of(pgf_depth_head_arena_bytes(h, 2));
+	a = test_arena(pgf_depth_head_arena_bytes(h, 2));
 	pgf_depth_head_forced(h, hidden, 2, need(PGF_DTYPE_I32, c.depth, "depth.forced"), logits, &a);
 	tap_ok(tap_rel_error(logits, need(PGF_DTYPE_F32, (long) c.depth * 2 * k, "depth.logits"),
 					(size_t) c.depth * 2 * k) < 1e-4,
@@ -138,7 +129,7 @@ test_depth_head(void)
 		same &= codes[j] == again[j] && codes[j] >= 0 && codes[j] < k;
 	tap_ok(same, "a seed draws the same codes twice (%d %d %d)", codes[0], codes[1], codes[2]);
 	tap_ok(a.used == 0, "depth head: the arena is given back");
-	free(a.base);
+	test_arena_free(&a);
 	free(logits);
 	free(cond);
 	free(h);

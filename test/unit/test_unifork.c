@@ -76,19 +76,10 @@ unload(Loaded *l)
 	free(l->bytes);
 }
 
-static PgfArena
-arena_of(size_t bytes)
-{
-	PgfArena	a;
-
-	pgf_arena_init(&a, aligned_alloc(PGF_ARENA_ALIGN, pgf_arena_round(bytes)), bytes);
-	return a;
-}
-
 static void
 test_understanding(const PgfUniforkModel *m, const int32_t *cond, int n_cond)
 {
-	PgfArena	a = arena_of(pgf_decoder_state_bytes(&m->und, n_cond, n_cond));
+	PgfArena	a = test_arena(pgf_decoder_state_bytes(&m->und, n_cond, n_cond));
 	PgfDecoderState st;
 	float	   *x = malloc(sizeof(float) * n_cond * m->und.d_model);
 	char		err[256] = "";
@@ -101,7 +92,7 @@ test_understanding(const PgfUniforkModel *m, const int32_t *cond, int n_cond)
 	tap_ok(ok && e < 1e-4, "the understanding branch's logits after the prompt match PyTorch (relative %.2g) %s",
 		   e, err);
 	free(x);
-	free(a.base);
+	test_arena_free(&a);
 }
 
 static void
@@ -122,7 +113,7 @@ test_generation(const PgfUniforkModel *m)
 	float	   *pixels = malloc(sizeof(float) * n_pixels);
 	PgfSampling greedy = {.temperature = 0},
 				drawn = {.temperature = 1.0f, .top_k = 20, .top_p = 0.96f, .seed = 7};
-	PgfArena	a = arena_of(pgf_unifork_generate_bytes(m, n_cond, n_uncond));
+	PgfArena	a = test_arena(pgf_unifork_generate_bytes(m, n_cond, n_uncond));
 	char		err[256] = "";
 	int			rc,
 				positions[2] = {0, 0};
@@ -177,18 +168,18 @@ test_generation(const PgfUniforkModel *m)
 	tap_ok(rc == 0 && memcmp(codes, again, sizeof(int32_t) * n_codes) == 0,
 		   "sampling: the same seed draws the same codes");
 	tap_ok(rc == 0 && memcmp(codes, other, sizeof(int32_t) * n_codes) != 0, "another seed draws other codes");
-	free(a.base);
+	test_arena_free(&a);
 
 	{
 		int			n_long = m->und.max_positions;
 		int32_t    *ids = calloc(n_long, sizeof(int32_t));
 		PgfArena	b;
 
-		b = arena_of(pgf_decoder_state_bytes(&m->gen, 1, 1) + 4096);
+		b = test_arena(pgf_decoder_state_bytes(&m->gen, 1, 1) + 4096);
 		rc = pgf_unifork_generate(m, ids, n_long, ut->data, n_uncond, scale, &greedy, codes, NULL, NULL, &b, err, sizeof(err));
 		tap_ok(rc == -1 && strstr(err, "positions") != NULL,
 			   "a prompt of %d tokens with %d image positions is an error: %s", n_long, m->grid * m->grid, err);
-		free(b.base);
+		test_arena_free(&b);
 		free(ids);
 	}
 	free(codes);
@@ -205,7 +196,7 @@ test_image_codes(const PgfUniforkModel *m)
 										"model.enc_patches")->data;
 	const int32_t *want = golden_named(&golden, PGF_DTYPE_I32, n, "model.enc_codes")->data;
 	int32_t    *codes = malloc(sizeof(int32_t) * n);
-	PgfArena	a = arena_of(pgf_unifork_image_codes_bytes(m));
+	PgfArena	a = test_arena(pgf_unifork_image_codes_bytes(m));
 
 	if (tap_ok(m->has_encoder && m->enc_tokens == 16 && m->image_side == 16, "the file's image encoder binds"))
 	{
@@ -214,7 +205,7 @@ test_image_codes(const PgfUniforkModel *m)
 			   "the image encoder and the quantiser give PyTorch's %d codes", n);
 		tap_ok(a.used == 0, "and give the arena back");
 	}
-	free(a.base);
+	test_arena_free(&a);
 	free(codes);
 }
 
