@@ -53,18 +53,23 @@ CASES = (
 )
 
 
+def assert_clear_choices(z, codebook, codes, what):
+    """Every quantiser choice of codes [n, depth] for z wins by a margin, so
+    that float32 distances on the C side choose the same."""
+    r, cb = z.double(), codebook.double()
+    for j in range(codes.shape[1]):
+        dist = ((r[:, None, :] - cb[None]) ** 2).sum(-1).sort(1).values
+        assert (dist[:, 1] - dist[:, 0]).min() > 1e-3, "ambiguous %s case" % what
+        r = r - cb[codes[:, j]]
+
+
 def rq_cases(w):
     g = torch.Generator().manual_seed(99)
     k, e, n, depth = 40, 16, 30, 3
     codebook = torch.randn(k, e, generator=g)
     z = torch.randn(n, e, generator=g) * 1.5
     codes, zq = uf.rq_quantize(z.double(), codebook.double(), depth)
-    # every choice wins by a margin, so float32 distances choose the same
-    r = z.double()
-    for j in range(depth):
-        dist = ((r[:, None, :] - codebook.double()[None]) ** 2).sum(-1).sort(1).values
-        assert (dist[:, 1] - dist[:, 0]).min() > 1e-3, "ambiguous quantiser case"
-        r = r - codebook.double()[codes[:, j]]
+    assert_clear_choices(z, codebook, codes, "quantiser")
     w.add("rq.codebook", codebook.numpy())
     w.add("rq.z", z.numpy())
     w.add("rq.dims", np.array([depth], np.int32), dtype=pgf.I32)
@@ -150,11 +155,7 @@ def model_case(w, path):
     patches = torch.rand(enc.c.tokens, 3 * 16, generator=torch.Generator().manual_seed(45)) * 2 - 1
     z = enc.double()(patches.double()[None])[0]
     enc_codes, _ = uf.rq_quantize(z, model.codebook.double(), c.head.depth)
-    r = z
-    for j in range(c.head.depth):
-        dist = ((r[:, None, :] - model.codebook.double()[None]) ** 2).sum(-1).sort(1).values
-        assert (dist[:, 1] - dist[:, 0]).min() > 1e-3, "ambiguous image-codes case"
-        r = r - model.codebook.double()[enc_codes[:, j]]
+    assert_clear_choices(z, model.codebook, enc_codes, "image-codes")
     w.add("model.enc_patches", patches.numpy())
     w.add("model.enc_codes", enc_codes.numpy().astype(np.int32), dtype=pgf.I32)
     model = model.double()
