@@ -66,21 +66,26 @@ SELECT is((SELECT count(*) FROM pgformer_progress WHERE model = 'pr_rec'), 0::bi
 SELECT pgformer_load('pr_vlm', :'fixtures' || '/solo_tiny.pgf') AS v \gset
 CREATE TABLE pr_fashion (idx int, label int, class text, caption text, png bytea);
 COPY pr_fashion FROM :'fashion_csv' WITH (FORMAT csv, HEADER true);
-SELECT dblink_send_query('busy', $$SELECT count(caption('pr_vlm', png, 24)) FROM pr_fashion$$) AS sent \gset
-CREATE TEMP TABLE looks (function text, done bigint, total bigint);
-DO $$BEGIN
+-- runs query in the busy session, records pgformer_progress's rows of
+-- model until done has taken three values, then cancels it
+CREATE TEMP TABLE looks (model text, function text, done bigint, total bigint);
+CREATE FUNCTION pg_temp.watch(model text, query text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dblink_send_query('busy', query);
     FOR i IN 1..2000 LOOP
-        INSERT INTO looks SELECT function, done, total FROM pgformer_progress WHERE model = 'pr_vlm';
-        EXIT WHEN (SELECT count(DISTINCT done) FROM looks) >= 3;
+        INSERT INTO looks SELECT p.model, p.function, p.done, p.total FROM pgformer_progress p
+            WHERE p.model = watch.model;
+        EXIT WHEN (SELECT count(DISTINCT done) FROM looks l WHERE l.model = watch.model) >= 3;
         PERFORM pg_sleep(0.002);
     END LOOP;
-END$$;
-SELECT dblink_cancel_query('busy') AS cancelled \gset
-SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
-SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
-SELECT results_eq($$SELECT DISTINCT function, total FROM looks$$, $$VALUES ('caption', 24::bigint)$$,
+    PERFORM dblink_cancel_query('busy');
+    PERFORM * FROM dblink_get_result('busy', false) AS t(n bigint);
+    PERFORM * FROM dblink_get_result('busy', false) AS t(n bigint);
+END $$;
+SELECT pg_temp.watch('pr_vlm', $$SELECT count(caption('pr_vlm', png, 24)) FROM pr_fashion$$) AS w \gset
+SELECT results_eq($$SELECT DISTINCT function, total FROM looks WHERE model = 'pr_vlm'$$, $$VALUES ('caption', 24::bigint)$$,
                   'a caption call is listed with max_tokens as its total');
-SELECT ok((SELECT count(DISTINCT done) >= 3 AND bool_and(done BETWEEN 0 AND total) FROM looks),
+SELECT ok((SELECT count(DISTINCT done) >= 3 AND bool_and(done BETWEEN 0 AND total) FROM looks WHERE model = 'pr_vlm'),
           'and the tokens it has generated so far');
 DO $$BEGIN
     FOR i IN 1..400 LOOP
@@ -93,21 +98,10 @@ SELECT is((SELECT count(*) FROM pgformer_progress WHERE model = 'pr_vlm'), 0::bi
 
 -- image generation: each call shows its image positions out of the grid's
 SELECT pgformer_load('pr_uf', :'fixtures' || '/unifork_fashion.pgf') AS v \gset
-SELECT dblink_send_query('busy', $$SELECT count(generate_image('pr_uf', 'a photo of a bag', s)) FROM generate_series(1, 1000) s$$) AS sent \gset
-CREATE TEMP TABLE image_looks (function text, done bigint, total bigint);
-DO $$BEGIN
-    FOR i IN 1..2000 LOOP
-        INSERT INTO image_looks SELECT function, done, total FROM pgformer_progress WHERE model = 'pr_uf';
-        EXIT WHEN (SELECT count(DISTINCT done) FROM image_looks) >= 3;
-        PERFORM pg_sleep(0.002);
-    END LOOP;
-END$$;
-SELECT dblink_cancel_query('busy') AS cancelled \gset
-SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
-SELECT count(*) AS drained FROM dblink_get_result('busy', false) AS t(n bigint) \gset
-SELECT results_eq($$SELECT DISTINCT function, total FROM image_looks$$, $$VALUES ('generate_image', 64::bigint)$$,
+SELECT pg_temp.watch('pr_uf', $$SELECT count(generate_image('pr_uf', 'a photo of a bag', s)) FROM generate_series(1, 1000) s$$) AS w \gset
+SELECT results_eq($$SELECT DISTINCT function, total FROM looks WHERE model = 'pr_uf'$$, $$VALUES ('generate_image', 64::bigint)$$,
                   'a generate_image call is listed with its 64 image positions as its total');
-SELECT ok((SELECT count(DISTINCT done) >= 3 AND bool_and(done BETWEEN 0 AND total) FROM image_looks),
+SELECT ok((SELECT count(DISTINCT done) >= 3 AND bool_and(done BETWEEN 0 AND total) FROM looks WHERE model = 'pr_uf'),
           'and the positions it has drawn so far');
 
 -- a call whose error an exception block catches leaves no row behind
